@@ -1,0 +1,175 @@
+"""Checks for lesson 01, neurons and activations.
+
+The activations are compared with Keras's own on random tensors of several shapes and on
+extreme values, in float32 and float64, and their gradients (taken by tf.GradientTape
+through the learner's code) with the textbook derivatives.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils.checks import CheckFailed, call, expect_close, expect_dtype, register, to_numpy, tolerances
+
+FLOAT_TYPES = (np.float32, np.float64)
+SHAPES = [(), (7,), (3, 4), (2, 3, 5)]
+EXTREMES = [-1000.0, -100.0, -30.0, -1.5, -1e-8, 0.0, 1e-8, 1.5, 30.0, 100.0, 1000.0]
+
+
+def _inputs(rng: np.random.Generator):
+    """Random tensors of several shapes, then the extreme values, in both float types."""
+    for dtype in FLOAT_TYPES:
+        for shape in SHAPES:
+            yield rng.normal(scale=5.0, size=shape).astype(dtype)
+        yield np.array(EXTREMES, dtype)
+
+
+def _values(answer, name: str, x: np.ndarray) -> np.ndarray:
+    """The learner's output for x, with NumPy overflow turned into an error."""
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = to_numpy(call(answer, tf.constant(x), what=f"{name}(x)"), f"{name}(x)")
+    expect_dtype(got, x.dtype, f"{name}(x)")
+    if np.isnan(got).any():
+        at = x[np.isnan(got)].flat[0] if x.shape == got.shape else "some x"
+        raise CheckFailed(
+            f"{name}(x) returned NaN at x = {at} ({x.dtype.name}). exp of a large number "
+            "overflows to inf, and inf/inf is NaN: arrange the formula so that exp only ever "
+            "sees numbers ≤ 0 (treat x ≥ 0 and x < 0 separately)."
+        )
+    return got
+
+
+def _gradient(answer, name: str, x: np.ndarray) -> np.ndarray:
+    """d answer(x) / dx elementwise, taken by tf.GradientTape through the learner's code."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = call(answer, x, what=f"{name}(x)")
+    if not tf.is_tensor(y):
+        raise CheckFailed(
+            f"{name}(x) returned a {type(y).__name__}, so tf.GradientTape cannot differentiate "
+            "it: build it from TensorFlow ops (tf.exp, tf.where, tf.maximum), not NumPy."
+        )
+    grad = tape.gradient(y, x)
+    if grad is None:
+        raise CheckFailed(
+            f"tf.GradientTape finds no path from x to {name}(x): build it from TensorFlow "
+            "ops applied to x (no NumPy, no .numpy() in between)."
+        )
+    return grad.numpy()
+
+
+def _check_gradient(answer, name, x, expected, *, hints):
+    got = _gradient(answer, name, x)
+    if np.isnan(got).any():
+        at = x[np.isnan(got)][0]
+        raise CheckFailed(
+            f"the gradient of {name} is NaN at x = {at}, though its value is fine. tf.where "
+            "differentiates both branches: if the branch you discard overflows there "
+            "(exp(1000) = inf), its NaN leaks into the gradient. Feed each branch only inputs "
+            "that are safe for it, e.g. tf.minimum(x, 0) and tf.maximum(x, 0)."
+        )
+    tol = {k: 10 * v for k, v in tolerances(x.dtype).items()}
+    expect_close(got, expected, f"the gradient of {name}", inputs=x, reference="the textbook derivative",
+                 likely_causes=hints, **tol)
+
+
+@register("01.sigmoid")
+def check_sigmoid(sigmoid, rng: np.random.Generator) -> str:
+    for x in _inputs(rng):
+        got = _values(sigmoid, "sigmoid", x)
+        expected = keras.activations.sigmoid(x).numpy()
+        expect_close(got, expected, f"sigmoid(x) for {x.dtype.name} x of shape {x.shape}", inputs=x,
+                     reference="keras.activations.sigmoid", **tolerances(x.dtype),
+                     likely_causes={"the sign in the exponent is flipped: σ(x) = 1 / (1 + exp(−x)).":
+                                    keras.activations.sigmoid(-x).numpy()})
+    for dtype in FLOAT_TYPES:
+        x = np.array(EXTREMES + list(rng.normal(scale=3.0, size=8)), dtype)
+        s = keras.activations.sigmoid(x).numpy()
+        _check_gradient(sigmoid, "sigmoid", x, s * (1 - s), hints={})
+    return "matches keras.activations.sigmoid in float32 and float64, finite at ±1000, gradients σ(1−σ) everywhere."
+
+
+@register("01.tanh")
+def check_tanh(tanh, rng: np.random.Generator) -> str:
+    for x in _inputs(rng):
+        got = _values(tanh, "tanh", x)
+        expected = np.tanh(x)
+        expect_close(got, expected, f"tanh(x) for {x.dtype.name} x of shape {x.shape}", inputs=x,
+                     reference="tf.math.tanh", **tolerances(x.dtype),
+                     likely_causes={
+                         "2σ(x) − 1 is tanh(x/2); the identity is tanh(x) = 2σ(2x) − 1.": np.tanh(x / 2),
+                         "that is σ(x), not tanh(x) = (eˣ − e⁻ˣ) / (eˣ + e⁻ˣ).": keras.activations.sigmoid(x).numpy(),
+                     })
+    for dtype in FLOAT_TYPES:
+        x = np.array(EXTREMES + list(rng.normal(scale=3.0, size=8)), dtype)
+        t = np.tanh(x)
+        sign_bug = np.where(x == 0, 0.0, 1 - t**2).astype(dtype)
+        _check_gradient(tanh, "tanh", x, 1 - t**2, hints={
+            "tf.sign(x) is flat, so its gradient is 0 and the slope at x = 0 is lost; choose the "
+            "branch with tf.where instead of multiplying by tf.sign(x).": sign_bug})
+    return "matches tf.math.tanh in float32 and float64, finite at ±1000, gradients 1 − tanh² everywhere."
+
+
+@register("01.relu")
+def check_relu(relu, rng: np.random.Generator) -> str:
+    for x in _inputs(rng):
+        got = _values(relu, "relu", x)
+        expect_close(got, keras.activations.relu(x).numpy(), f"relu(x) for {x.dtype.name} x of shape {x.shape}",
+                     inputs=x, reference="keras.activations.relu", **tolerances(x.dtype),
+                     likely_causes={
+                         "that is leaky ReLU; plain ReLU sends every negative input to exactly 0.":
+                             np.where(x > 0, x, 0.01 * x),
+                         "that is |x|; ReLU sends negative inputs to 0, not to −x.": np.abs(x),
+                         "that is min(x, 0); ReLU keeps the positive part, max(x, 0).": np.minimum(x, 0),
+                         "that is a step function (the derivative of ReLU), not ReLU itself.": (x > 0).astype(x.dtype),
+                     })
+    for dtype in FLOAT_TYPES:
+        x = np.array([v for v in EXTREMES if v != 0] + list(rng.normal(scale=3.0, size=8)), dtype)
+        _check_gradient(relu, "relu", x, (x > 0).astype(dtype), hints={})
+    return "matches keras.activations.relu in float32 and float64; gradient 1 for x > 0 and 0 for x < 0."
+
+
+NEURON_ACTIVATIONS = {
+    "sigmoid": keras.activations.sigmoid,
+    "tanh": keras.activations.tanh,
+    "relu": keras.activations.relu,
+    "linear": keras.activations.linear,
+}
+
+
+def _apply(activation, z: np.ndarray) -> np.ndarray:
+    return np.asarray(activation(tf.constant(z)))
+
+
+@register("01.neuron")
+def check_neuron(neuron, rng: np.random.Generator) -> str:
+    for batch, features in [(1, 1), (1, 5), (8, 3), (16, 10)]:
+        for dtype in FLOAT_TYPES:
+            for name, activation in NEURON_ACTIVATIONS.items():
+                x = rng.normal(size=(batch, features)).astype(dtype)
+                w = rng.normal(size=features).astype(dtype)
+                b = dtype(rng.normal())
+                reference = keras.layers.Dense(1, activation=activation, dtype=np.dtype(dtype).name)
+                reference.build((None, features))
+                reference.set_weights([w[:, None], np.array([b])])
+                expected = reference(x).numpy()[:, 0]
+
+                what = f"neuron(x, w, b, {name}) with x of shape {x.shape}"
+                got = to_numpy(call(neuron, tf.constant(x), tf.constant(w), tf.constant(b), activation, what=what), what)
+                if got.shape == (batch, features):
+                    raise CheckFailed(f"{what} has shape {got.shape}, expected ({batch},): sum the "
+                                      "products over the features (x @ w, or tf.linalg.matvec).")
+                if got.shape == (batch, 1):
+                    raise CheckFailed(f"{what} has shape {got.shape}, expected ({batch},): one number per "
+                                      "example; tf.linalg.matvec(x, w) gives that shape directly.")
+                expect_dtype(got, dtype, what)
+                z = x @ w
+                expect_close(got, expected, what, reference="keras.layers.Dense(1) with the same weights",
+                             **tolerances(dtype),
+                             likely_causes={
+                                 "the bias b is missing: y = φ(x·w + b).": _apply(activation, z),
+                                 "the activation is applied before adding b: y = φ(x·w + b), not φ(x·w) + b.":
+                                     _apply(activation, z) + b,
+                                 "the activation is not applied: y = φ(x·w + b).": z + b,
+                             })
+    return "matches keras.layers.Dense(1) for 4 activations, batch sizes 1 to 16, float32 and float64."
