@@ -121,6 +121,21 @@ def call(answer: Callable, *args, what: str):
         raise CheckFailed(f"{what} raised {type(error).__name__}: {error}") from None
 
 
+def value_and_gradient(answer: Callable, x: tf.Tensor, what: str):
+    """``answer(x)`` and the gradient of its sum with respect to ``x``, by tf.GradientTape.
+
+    The tape runs where the answer lives: here, or (for an answer being graded, which has a
+    ``value_and_gradient`` method) in the grader's worker. The gradient is None when the
+    answer's output is not a tensor computed from ``x``.
+    """
+    if hasattr(answer, "value_and_gradient"):
+        return call(answer.value_and_gradient, x, what=what)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = call(answer, x, what=what)
+    return y, (tape.gradient(y, x) if tf.is_tensor(y) else None)
+
+
 def to_numpy(value: Any, what: str) -> np.ndarray:
     """Accept a tensor, a NumPy array or a Python number; refuse anything else clearly."""
     if value is None:

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, expect_dtype, register, to_numpy, tolerances
+from utils.checks import (CheckFailed, call, expect_close, expect_dtype, register, to_numpy, tolerances,
+                          value_and_gradient)
 
 FLOAT_TYPES = (np.float32, np.float64)
 SHAPES = [(), (7,), (3, 4), (2, 3, 5)]
@@ -40,16 +41,12 @@ def _values(answer, name: str, x: np.ndarray) -> np.ndarray:
 
 def _gradient(answer, name: str, x: np.ndarray) -> np.ndarray:
     """d answer(x) / dx elementwise, taken by tf.GradientTape through the learner's code."""
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = call(answer, x, what=f"{name}(x)")
+    y, grad = value_and_gradient(answer, tf.constant(x), what=f"{name}(x)")
     if not tf.is_tensor(y):
         raise CheckFailed(
             f"{name}(x) returned a {type(y).__name__}, so tf.GradientTape cannot differentiate "
             "it: build it from TensorFlow ops (tf.exp, tf.where, tf.maximum), not NumPy."
         )
-    grad = tape.gradient(y, x)
     if grad is None:
         raise CheckFailed(
             f"tf.GradientTape finds no path from x to {name}(x): build it from TensorFlow "
