@@ -15,6 +15,7 @@ Student code never judges itself. For each submission the engine
 import ast
 import base64
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -187,7 +188,10 @@ def decode(data, resolve, functions: bool = False):
 
 
 def _describe(error: BaseException) -> dict:
-    return {"type": type(error).__name__, "message": str(error)[:2000]}
+    message = str(error)[:2000]
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:
+        message = f"printed more output than the grader allows ({message})"
+    return {"type": type(error).__name__, "message": message}
 
 
 def serve(channel, sandboxed: bool) -> None:

@@ -1,0 +1,260 @@
+"""The grader, on submissions made from the real lesson 01: exact scores and statuses for the
+solution, the untouched lesson, a partial answer, and every kind of bad input."""
+import copy
+import csv
+import hashlib
+import json
+import pathlib
+
+import nbformat
+import pytest
+
+from utils import check, grade, grading, lessons
+
+LESSON = "01_neurons_and_activations"
+FULL = 8  # points: sigmoid 3, tanh 2, relu 1, neuron 2
+FAST = grading.Limits(cell_seconds=20, call_seconds=10, notebook_seconds=120, memory_mb=1500, output_mb=1)
+
+SOLVED = nbformat.read(lessons.SOLUTIONS / f"{LESSON}.ipynb", as_version=4)
+BLANK = nbformat.read(lessons.LESSONS / f"{LESSON}.ipynb", as_version=4)
+RIGHT = {lessons.nbgrader(c)["grade_id"]: c.source for c in SOLVED.cells if lessons.is_answer_cell(c)}
+
+
+def with_answers(**sources) -> bytes:
+    """The lesson as a learner would hand it in, with some answer cells filled in.
+
+    Keys are exercise names (``relu`` for ``01.relu``); the value "right" takes the solution.
+    """
+    notebook = copy.deepcopy(BLANK)
+    for cell in notebook.cells:
+        name = lessons.nbgrader(cell).get("grade_id", "").removeprefix("01.")
+        if lessons.is_answer_cell(cell) and name in sources:
+            cell.source = RIGHT[f"01.{name}"] if sources[name] == "right" else sources[name]
+    return nbformat.writes(notebook).encode()
+
+
+def edited(change) -> bytes:
+    notebook = nbformat.reads(with_answers(sigmoid="right", tanh="right", relu="right", neuron="right"), 4)
+    change(notebook.cells)
+    return nbformat.writes(notebook).encode()
+
+
+def statuses(result) -> dict[str, str]:
+    return {e.exercise.removeprefix("01."): e.status for e in result.exercises}
+
+
+def grade_bytes(data: bytes, limits=FAST):
+    return grading.grade_notebook(data, LESSON, limits)
+
+
+ALL_RIGHT = dict(sigmoid="right", tanh="right", relu="right", neuron="right")
+
+
+# --- honest submissions ------------------------------------------------------------------
+
+
+def test_solution_gets_full_marks():
+    result = grading.grade_notebook(nbformat.writes(SOLVED).encode(), LESSON)
+    assert (result.status, result.points, result.max_points) == ("graded", FULL, FULL)
+    assert set(statuses(result).values()) == {"passed"}
+
+
+def test_untouched_lesson_gets_zero_all_not_attempted():
+    result = grade_bytes(nbformat.writes(BLANK).encode())
+    assert result.points == 0
+    assert set(statuses(result).values()) == {"not attempted"}
+
+
+def test_partial_answer_gets_exactly_its_points():
+    naive_sigmoid = "def sigmoid(x):\n    return 1 / (1 + tf.exp(-x))"
+    result = grade_bytes(with_answers(sigmoid=naive_sigmoid, relu="right", neuron="right"))
+    assert result.points == 3
+    assert statuses(result) == {"sigmoid": "failed", "tanh": "not attempted", "relu": "passed", "neuron": "passed"}
+    assert "NaN" in result.exercises[0].message
+
+
+# --- files that are not the lesson's notebook ----------------------------------------------
+
+
+@pytest.mark.parametrize("data,words", [
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "not UTF-8"),
+    (b"{ this is not json", "not valid JSON"),
+    (b'{"name": "a JSON file", "cells": "none"}', "without the list of cells"),
+    (b'{"cells": [{"cell_type": 7}], "nbformat": 4}', "damaged notebook"),
+])
+def test_unreadable_files_are_reported_not_graded(data, words):
+    result = grade_bytes(data)
+    assert result.status == "unreadable" and words in result.message
+    assert result.points == 0 and {e.status for e in result.exercises} == {"not graded"}
+
+
+def test_notebook_of_another_lesson():
+    def relabel(cells):
+        for cell in cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if "grade_id" in meta:
+                meta["grade_id"] = meta["grade_id"].replace("01.", "02.")
+    result = grade_bytes(edited(relabel))
+    assert result.status == "wrong lesson" and "02." in result.message and result.points == 0
+
+
+def test_unknown_lesson_name():
+    result = grading.grade_notebook(b"{}", "99_no_such_lesson")
+    assert result.status == "unknown lesson"
+
+
+# --- answer cells deleted, duplicated, moved ----------------------------------------------
+
+
+def answer_index(cells, name):
+    return next(i for i, c in enumerate(cells) if lessons.nbgrader(c).get("grade_id") == f"01.{name}")
+
+
+def test_deleted_answer_cell_is_missing_and_the_rest_is_graded():
+    result = grade_bytes(edited(lambda cells: cells.pop(answer_index(cells, "tanh"))))
+    assert statuses(result) == {"sigmoid": "passed", "tanh": "missing", "relu": "passed", "neuron": "passed"}
+    assert result.points == FULL - 2
+
+
+def test_duplicated_answer_cell_grades_the_last_copy():
+    def duplicate(cells):
+        index = answer_index(cells, "relu")
+        wrong = copy.deepcopy(cells[index])
+        wrong.source = "def relu(x):\n    return tf.abs(x)"
+        cells.insert(index, wrong)
+    result = grade_bytes(edited(duplicate))
+    assert result.points == FULL and "last one was graded" in result.exercises[2].message
+
+
+def test_moved_and_added_cells_do_not_break_matching():
+    def shuffle(cells):
+        neuron = cells.pop(answer_index(cells, "neuron"))
+        cells.insert(3, neuron)
+        cells.insert(5, nbformat.v4.new_code_cell("scratch = 42  # the learner's own experiment"))
+    assert grade_bytes(edited(shuffle)).points == FULL
+
+
+# --- code that is wrong in every way code can be wrong ---------------------------------------
+
+
+@pytest.mark.parametrize("name,source,words", [
+    ("tanh", "def tanh(x)\n    return x", "SyntaxError"),
+    ("tanh", "import no_such_module\ndef tanh(x):\n    return tf.math.tanh(x)", "ModuleNotFoundError"),
+    ("relu", "def relu(x):\n    raise ValueError('oops')", "raised ValueError: oops"),
+    ("neuron", "def neuron(x, w):\n    return x", "TypeError"),
+    ("neuron", "def neuron(x, w, b, activation):\n    return activation(x * w + b)", "shape"),
+    ("relu", "def relu(x):\n    return tf.cast(tf.nn.relu(x), tf.float16)", "float16"),
+])
+def test_wrong_code_fails_that_exercise_only(name, source, words):
+    answers = dict(ALL_RIGHT, **{name: source})
+    result = grade_bytes(with_answers(**answers))
+    graded = {e.exercise.removeprefix("01."): e for e in result.exercises}
+    assert graded[name].status == "failed" and words in graded[name].message
+    assert all(e.status == "passed" for n, e in graded.items() if n != name)
+
+
+def test_numpy_results_are_accepted_where_reasonable():
+    numpy_neuron = "def neuron(x, w, b, activation):\n    return np.asarray(activation(x.numpy() @ w.numpy() + b))"
+    assert grade_bytes(with_answers(neuron=numpy_neuron)).exercises[3].status == "passed"
+
+
+@pytest.mark.parametrize("name,source,words", [
+    ("relu", "def relu(x):\n    while True:\n        pass", "longer than"),
+    ("tanh", "while True:\n    pass", "longer than"),
+    ("tanh", "import os\nos._exit(3)", "died (exit code 3)"),
+    ("relu", "def relu(x):\n    import ctypes\n    return ctypes.string_at(0)", "died (signal SIGSEGV)"),
+    ("relu", "def relu(x):\n    print('spam ' * 10**6)\n    return tf.nn.relu(x)", "File too large"),
+    ("relu", "def relu(x):\n    big = np.ones(400_000_000)\n    return tf.nn.relu(x)", "memory"),
+    ("relu", "def relu(x):\n    try:\n        while True:\n            pass\n    except BaseException:\n"
+             "        return tf.nn.relu(x)", "longer than"),
+])
+def test_runaway_code_is_stopped_and_the_rest_is_graded(name, source, words):
+    result = grade_bytes(with_answers(**dict(ALL_RIGHT, **{name: source})))
+    graded = {e.exercise.removeprefix("01."): e for e in result.exercises}
+    assert graded[name].status == "failed" and words in graded[name].message, graded[name]
+    assert all(e.status == "passed" for n, e in graded.items() if n != name), result
+
+
+# --- tampering -----------------------------------------------------------------------------
+
+
+def tampering_sources(tmp_path: pathlib.Path) -> dict[str, str]:
+    victim = tmp_path / "submissions" / "bob" / f"{LESSON}.ipynb"
+    solution = lessons.SOLUTIONS / f"{LESSON}.ipynb"
+    return {
+        "patch checks": "import utils, utils.checks\n"
+                        "utils.checks.run = lambda *a, **k: None\n"
+                        "np.allclose = np.isclose = lambda *a, **k: True\n"
+                        "tf.nn.relu = keras.activations.relu = lambda x: x\n"
+                        "def relu(x):\n    return x",
+        "read the solutions": f"import json\nnb = json.load(open({str(solution)!r}))\n"
+                              "exec(''.join(c['source'] if isinstance(c['source'], str) else ''.join(c['source'])"
+                              " for c in nb['cells'] if 'def relu' in ''.join(c['source'])))",
+        "write and delete files": f"import os\nos.remove({str(victim)!r})\n"
+                                  f"open({str(lessons.ROOT / 'pwned.txt')!r}, 'w').write('x')\n"
+                                  "def relu(x):\n    return x",
+    }
+
+
+def test_tampering_scores_no_more_than_the_untouched_lesson_and_changes_nothing(tmp_path):
+    victim = tmp_path / "submissions" / "bob" / f"{LESSON}.ipynb"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(nbformat.writes(SOLVED).encode())
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    hidden = grading.hidden_folders(tmp_path / "submissions")
+    for label, source in tampering_sources(tmp_path).items():
+        result = grading.grade_notebook(with_answers(relu=source), LESSON, FAST, hidden)
+        assert result.points == 0, (label, result)
+        assert result.exercises[2].status == "failed", (label, result.exercises[2])
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+    assert not (lessons.ROOT / "pwned.txt").exists()
+
+
+# --- the command-line tools ------------------------------------------------------------------
+
+
+def test_grade_writes_gradebook_results_feedback_and_resumes(tmp_path, capsys):
+    submissions = tmp_path / "submissions"
+    for student, data in [("alice", nbformat.writes(SOLVED).encode()),
+                          ("bob", with_answers(relu="right")),
+                          ("carol", b"not a notebook")]:
+        (submissions / student).mkdir(parents=True)
+        (submissions / student / f"{LESSON}.ipynb").write_bytes(data)
+    hashes = {p: p.read_bytes() for p in submissions.rglob("*.ipynb")}
+    out = tmp_path / "out"
+    limits = ["--cell-timeout", "20", "--call-timeout", "10"]
+
+    assert grade.main([str(submissions), "--out", str(out), "--student", "alice", *limits]) == 0
+    assert grade.main([str(submissions), "--out", str(out), "--jobs", "2", *limits]) == 0
+    assert "1 already graded, 2 to grade" in capsys.readouterr().out
+
+    with open(out / "gradebook.csv") as file:
+        book = {row["student"]: row for row in csv.DictReader(file)}
+    assert {s: book[s]["total"] for s in book} == {"alice": "8", "bob": "1", "carol": "0"}
+    assert book["bob"]["01.relu"] == "1" and book["bob"][f"{LESSON} total"] == "1"
+    with open(out / "results.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 12 and {r["status"] for r in rows if r["student"] == "carol"} == {"not graded"}
+    assert "Score: 1 / 8" in (out / "feedback" / "bob" / f"{LESSON}.md").read_text()
+    assert json.loads((out / "results" / "carol" / f"{LESSON}.json").read_text())["status"] == "unreadable"
+    assert {p: p.read_bytes() for p in submissions.rglob("*.ipynb")} == hashes
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_flat_file_names_give_student_and_lesson(tmp_path):
+    (tmp_path / f"dana_smith_{LESSON}.ipynb").write_text("{}")
+    found = grade.find_submissions([tmp_path])
+    assert [(s.student, s.lesson) for s in found] == [("dana_smith", LESSON)]
+
+
+def test_check_command_reports_and_sets_the_exit_code(tmp_path, capsys):
+    partial = tmp_path / f"{LESSON}.ipynb"
+    partial.write_bytes(with_answers(relu="right", tanh="def tanh(x):\n    return x"))
+    assert check.main([str(partial)]) == 1
+    out = capsys.readouterr().out
+    assert "✓ 01.relu" in out and "✗ 01.tanh" in out and "· 01.sigmoid" in out and "Score: 1 / 8" in out
+
+    partial.write_bytes(with_answers(relu="right"))
+    assert check.main([str(partial)]) == 0
+    (tmp_path / "notes.ipynb").write_text("garbage")
+    assert check.main([str(tmp_path / "notes.ipynb")]) == 2
