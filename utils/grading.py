@@ -223,11 +223,11 @@ def serve(channel, sandboxed: bool) -> None:
         if op == "call":
             return {"ok": True, "value": encode(target(*args, **kwargs), keep)}
         if op == "gradient":
-            x = args[0]
+            *args, wrt = args
             with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = target(x)
-            gradient = tape.gradient(y, x) if tf.is_tensor(y) else None
+                tape.watch(args[wrt])
+                y = target(*args)
+            gradient = tape.gradient(y, args[wrt]) if tf.is_tensor(y) else None
             return {"ok": True, "value": encode((y, gradient), keep)}
         raise ValueError(f"unknown request {op!r}")
 
@@ -368,9 +368,10 @@ class Remote:
             raise AttributeError(name)
         return self._session.call("getattr", self._handle, name=name, doing=f"reading {self._name}.{name}")
 
-    def value_and_gradient(self, x):
-        """``(f(x), d sum f(x) / dx)`` taken by tf.GradientTape where the function lives."""
-        return self._session.call("gradient", self._handle, (x,), {}, f"differentiating {self._name}")
+    def value_and_gradient(self, *args_then_wrt):
+        """``(f(*args), d sum f / d args[wrt])`` by tf.GradientTape where the function lives;
+        called as ``value_and_gradient(*args, wrt)``, see utils.checks.value_and_gradient."""
+        return self._session.call("gradient", self._handle, args_then_wrt, {}, f"differentiating {self._name}")
 
     def __repr__(self) -> str:
         return f"<{self._name} in the grading worker>"

@@ -121,19 +121,20 @@ def call(answer: Callable, *args, what: str):
         raise CheckFailed(f"{what} raised {type(error).__name__}: {error}") from None
 
 
-def value_and_gradient(answer: Callable, x: tf.Tensor, what: str):
-    """``answer(x)`` and the gradient of its sum with respect to ``x``, by tf.GradientTape.
+def value_and_gradient(answer: Callable, *args, what: str, wrt: int = 0):
+    """``answer(*args)`` and the gradient of its sum with respect to ``args[wrt]``.
 
-    The tape runs where the answer lives: here, or (for an answer being graded, which has a
-    ``value_and_gradient`` method) in the grader's worker. The gradient is None when the
-    answer's output is not a tensor computed from ``x``.
+    The tf.GradientTape runs where the answer lives: here, or, for an answer being graded
+    (which has a ``value_and_gradient`` method), in the grader's worker. The gradient is None
+    when the output is not a tensor computed from that argument (e.g. behind tf.stop_gradient).
     """
+    args = [tf.constant(a) if isinstance(a, np.ndarray) else a for a in args]
     if hasattr(answer, "value_and_gradient"):
-        return call(answer.value_and_gradient, x, what=what)
+        return call(answer.value_and_gradient, *args, wrt, what=what)
     with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = call(answer, x, what=what)
-    return y, (tape.gradient(y, x) if tf.is_tensor(y) else None)
+        tape.watch(args[wrt])
+        y = call(answer, *args, what=what)
+    return y, (tape.gradient(y, args[wrt]) if tf.is_tensor(y) else None)
 
 
 def to_numpy(value: Any, what: str) -> np.ndarray:

@@ -41,7 +41,7 @@ def _values(answer, name: str, x: np.ndarray) -> np.ndarray:
 
 def _gradient(answer, name: str, x: np.ndarray) -> np.ndarray:
     """d answer(x) / dx elementwise, taken by tf.GradientTape through the learner's code."""
-    y, grad = value_and_gradient(answer, tf.constant(x), what=f"{name}(x)")
+    y, grad = value_and_gradient(answer, x, what=f"{name}(x)")
     if not tf.is_tensor(y):
         raise CheckFailed(
             f"{name}(x) returned a {type(y).__name__}, so tf.GradientTape cannot differentiate "
