@@ -1,0 +1,19 @@
+"""A smoke test of the benchmark command at its smallest sizes (the real run is never part of pytest)."""
+from utils import bench
+
+
+def test_quick_benchmark_writes_every_part(tmp_path, capsys):
+    out = tmp_path / "BENCHMARKS.md"
+    assert bench.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out
+    for title in ("Course runtime", "Hand-built layers against Keras", "Transformer-XL evaluation speed",
+                  "Grading speed", "Machine: "):
+        assert title in text
+    assert "| 01_neurons_and_activations |" in text
+    assert "| 01_neurons_and_activations (solution) | 1 |" in text
+
+
+def test_spread_gives_median_and_range():
+    assert bench.spread([3.0, 1.0, 2.0], 1) == "2.0 (1.0–3.0)"
+    assert bench.spread([4.0]) == "4.00"

@@ -1,0 +1,273 @@
+"""Measure the course's speed on this machine and write the table to BENCHMARKS.md:
+
+    python -m utils.bench                         # everything, 3 repetitions (about 30 minutes)
+    python -m utils.bench --parts layers xl --repeats 5
+    python -m utils.bench --quick --out /tmp/bench.md   # smallest sizes, a smoke test
+
+Parts:
+  runtime  wall time to run each solution notebook headless, and the total
+  layers   hand-built layers of lessons 04 and 08 against Keras's, as throughput ratios
+  xl       lesson 09's Transformer-XL evaluation with cached memory against a vanilla
+           Transformer's sliding window, in tokens per second
+  grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs
+Every figure is the median over the repetitions, with the spread (min–max) beside it. A part
+whose lesson does not exist yet is reported as "not available", never silently skipped.
+"""
+import argparse
+import concurrent.futures
+import datetime
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import keras
+import nbformat
+import numpy as np
+import tensorflow as tf
+
+from utils import grading, lessons
+
+PARTS = ("runtime", "layers", "xl", "grading")
+TARGETS = {
+    "notebook": 150.0,  # seconds per solution notebook
+    "course": 20 * 60.0,  # seconds for all of them
+    "layer ratio": 0.8,  # hand-built throughput / library throughput, at least
+    "xl speed-up": 50.0,  # at context 256, at least
+    "grading": 30.0,  # seconds per submission, at most
+}
+NOT_AVAILABLE = "not available"
+
+
+def spread(samples: list[float], digits: int = 2) -> str:
+    """``median (min–max)`` of repeated measurements."""
+    median = statistics.median(samples)
+    if len(samples) == 1:
+        return f"{median:.{digits}f}"
+    return f"{median:.{digits}f} ({min(samples):.{digits}f}–{max(samples):.{digits}f})"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def tagged_cell(lesson_prefix: str, tag: str) -> str | None:
+    """Source of the solution cell carrying ``tag`` (e.g. a hand-built layer), if any."""
+    for path in lessons.solution_paths():
+        if path.name.startswith(lesson_prefix):
+            for cell in nbformat.read(path, as_version=4).cells:
+                if tag in cell.metadata.get("tags", []):
+                    return cell.source
+    return None
+
+
+def load_tagged(lesson_prefix: str, tag: str) -> dict | None:
+    """Run a tagged solution cell on its own and return what it defines."""
+    source = tagged_cell(lesson_prefix, tag)
+    if source is None:
+        return None
+    namespace = {"tf": tf, "keras": keras, "np": np}
+    exec(compile(source, f"{lesson_prefix}:{tag}", "exec"), namespace)
+    return namespace
+
+
+def layer_class(namespace: dict) -> type:
+    """The one keras.layers.Layer subclass a tagged cell defines."""
+    found = [v for v in namespace.values()
+             if isinstance(v, type) and issubclass(v, keras.layers.Layer) and not v.__module__.startswith("keras")]
+    if len(found) != 1:
+        raise ValueError(f"expected one Layer class in the tagged cell, found {[v.__name__ for v in found]}")
+    return found[0]
+
+
+def timed(function, repeats: int) -> list[float]:
+    """Wall seconds of ``function()`` over ``repeats`` runs, after one warm-up run."""
+    function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+# --- 1. course runtime --------------------------------------------------------------------
+
+
+def bench_runtime(repeats: int, quick: bool) -> list[str]:
+    from nbclient import NotebookClient
+
+    paths = lessons.solution_paths()[:1] if quick else lessons.solution_paths()
+    rows = ["| notebook | seconds | target ≤ 150 s |", "|---|---|---|"]
+    medians = []
+    for path in paths:
+        samples = []
+        for _ in range(repeats):
+            notebook = nbformat.read(path, as_version=4)
+            client = NotebookClient(notebook, timeout=lessons.CELL_TIMEOUT, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.parent)}})
+            start = time.perf_counter()
+            client.execute()
+            samples.append(time.perf_counter() - start)
+        medians.append(statistics.median(samples))
+        rows.append(f"| {path.stem} | {spread(samples, 1)} | {verdict(medians[-1] <= TARGETS['notebook'])} |")
+    total = sum(medians)
+    rows.append(f"| **all {len(paths)} notebooks** | {total:.1f} | ≤ 1200 s: {verdict(total <= TARGETS['course'])} |")
+    return rows
+
+
+# --- 2. hand-built layers against Keras's ----------------------------------------------------
+
+
+def throughput_ratio(hand, library, inputs, repeats: int, backward: bool) -> tuple[list[float], list[float]]:
+    """Seconds per batch for both layers, forward only or forward and backward."""
+
+    def step(layer):
+        @tf.function
+        def run(*args):
+            if not backward:
+                return layer(*args)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(*args))
+            return tape.gradient(loss, layer.trainable_variables)
+        return lambda: tf.nest.map_structure(lambda t: t.numpy(), run(*inputs))
+
+    return timed(step(hand), repeats), timed(step(library), repeats)
+
+
+def bench_layers(repeats: int, quick: bool) -> list[str]:
+    rows = ["| layer | size | pass | hand-built ms | Keras ms | throughput ratio (hand / Keras) | target ≥ 0.8× |",
+            "|---|---|---|---|---|---|---|"]
+    lstm = load_tagged("04_", "hand-lstm-layer")
+    if lstm is None:
+        rows.append(f"| lesson 04 LSTM | | | | | {NOT_AVAILABLE} | |")
+    else:
+        sizes = [(4, 8)] if quick else [(32, 50), (128, 100)]
+        units, features = (8, 4) if quick else (64, 16)
+        for batch, steps in sizes:
+            x = tf.random.normal([batch, steps, features])
+            library = keras.layers.LSTM(units)
+            hand = layer_class(lstm)(units)
+            library(x), hand(x)
+            hand.set_weights(library.get_weights())
+            for backward in (False, True):
+                h, k = throughput_ratio(hand, library, [x], repeats, backward)
+                ratio = [b / a for a, b in zip(h, k)]
+                rows.append(f"| lesson 04 LSTM, {units} units | batch {batch}, {steps} steps | "
+                            f"{'forward+backward' if backward else 'forward'} | {spread([s * 1e3 for s in h])} | "
+                            f"{spread([s * 1e3 for s in k])} | {spread(ratio)} | "
+                            f"{verdict(statistics.median(ratio) >= TARGETS['layer ratio'])} |")
+    mha = load_tagged("08_", "hand-mha-layer")
+    if mha is None:
+        rows.append(f"| lesson 08 multi-head attention | | | | | {NOT_AVAILABLE} | |")
+    else:
+        sizes = [(2, 8)] if quick else [(32, 64), (16, 256)]
+        heads, key_dim = (2, 4) if quick else (4, 16)
+        d_model = heads * key_dim
+        for batch, steps in sizes:
+            x = tf.random.normal([batch, steps, d_model])
+            library = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim)
+            library(x, x)
+            hand = mha["hand_mha_from_keras"](library)
+            for backward in (False, True):
+                h, k = throughput_ratio(hand, library, [x, x], repeats, backward)
+                ratio = [b / a for a, b in zip(h, k)]
+                rows.append(f"| lesson 08 multi-head attention, {heads}×{key_dim} | batch {batch}, {steps} steps | "
+                            f"{'forward+backward' if backward else 'forward'} | {spread([s * 1e3 for s in h])} | "
+                            f"{spread([s * 1e3 for s in k])} | {spread(ratio)} | "
+                            f"{verdict(statistics.median(ratio) >= TARGETS['layer ratio'])} |")
+    return rows
+
+
+# --- 3. Transformer-XL evaluation speed ------------------------------------------------------
+
+
+def bench_xl(repeats: int, quick: bool) -> list[str]:
+    rows = ["| context length | cached XL tokens/s | sliding-window tokens/s | speed-up | target ≥ 50× at 256 |",
+            "|---|---|---|---|---|"]
+    try:
+        from utils import xl
+    except ImportError:
+        return rows + [f"| 64, 128, 256 | {NOT_AVAILABLE} | {NOT_AVAILABLE} | {NOT_AVAILABLE} | |"]
+    for length in [8] if quick else [64, 128, 256]:
+        runs = [xl.eval_speed(length, repeats=1) for _ in range(repeats)]
+        cached = [r["xl_tokens_per_second"] for r in runs]
+        window = [r["vanilla_tokens_per_second"] for r in runs]
+        speedup = [c / w for c, w in zip(cached, window)]
+        target = verdict(statistics.median(speedup) >= TARGETS["xl speed-up"]) if length == 256 else ""
+        rows.append(f"| {length} | {spread(cached, 0)} | {spread(window, 0)} | {spread(speedup, 1)}× | {target} |")
+    return rows
+
+
+# --- 4. grading speed ---------------------------------------------------------------------------
+
+
+def bench_grading(repeats: int, quick: bool) -> list[str]:
+    rows = ["| submission | parallel jobs | seconds per submission | target ≤ 30 s |", "|---|---|---|---|"]
+    paths = lessons.solution_paths()[:1] if quick else lessons.solution_paths()
+    for path in paths:
+        data = path.read_bytes()
+        for jobs in (1,) if quick else (1, 2):
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                    results = list(pool.map(lambda _: grading.grade_notebook(data, path.stem), range(jobs)))
+                samples.append((time.perf_counter() - start) / jobs)
+                if any(r.points != r.max_points for r in results):
+                    raise RuntimeError(f"grading the solution of {path.stem} did not give full marks")
+            rows.append(f"| {path.stem} (solution) | {jobs} | {spread(samples, 1)} | "
+                        f"{verdict(statistics.median(samples) <= TARGETS['grading'])} |")
+    return rows
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"GPU: {len(gpus)} × {gpus[0].name}" if gpus else "no GPU"
+    return (f"{os.cpu_count()} cores ({cpu}), {device}; Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {platform.system()} {platform.release()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions of each measurement (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smallest sizes and one notebook: a smoke test")
+    parser.add_argument("--out", type=pathlib.Path, default=lessons.ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    sections = {"runtime": ("Course runtime", bench_runtime),
+                "layers": ("Hand-built layers against Keras", bench_layers),
+                "xl": ("Transformer-XL evaluation speed", bench_xl),
+                "grading": ("Grading speed", bench_grading)}
+    report = ["# Benchmarks", "",
+              f"Measured by `python -m utils.bench{' --quick' if args.quick else ''} --repeats {args.repeats}` "
+              f"on {datetime.date.today().isoformat()}.", "", f"Machine: {machine()}.", "",
+              "Each figure is the median over the repetitions, with the spread (min–max) in brackets."]
+    for part in args.parts:
+        title, bench = sections[part]
+        print(f"measuring: {title} …", file=sys.stderr, flush=True)
+        report += ["", f"## {title}", "", *bench(args.repeats, args.quick)]
+    text = "\n".join(report) + "\n"
+    print(text)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
