@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         result = grading.grade_notebook(data, submission.lesson, limits, hidden)
         record = {"student": submission.student, "file": str(submission.path), **dataclasses.asdict(result)}
         with lock:
+            if result.sandboxed is False and not warned:
+                warned.append(True)
+                print("warning: this system does not let the grader sandbox student code (Linux mount "
+                      "namespaces are unavailable): it can read and write your files. Grade untrusted "
+                      "work on Linux.", file=sys.stderr)
             write_atomically(record_path(out, submission), json.dumps(record, indent=1, ensure_ascii=False))
             write_atomically(out / "feedback" / submission.student / f"{submission.lesson}.md",
                              feedback(submission.student, result))
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result.points:g}/{result.max_points:g} ({result.status}, {result.seconds:.1f} s)", flush=True)
 
     done: list[Submission] = []
+    warned: list[bool] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(grade, s) for s in todo]:
             future.result()
