@@ -121,20 +121,31 @@ def bench_runtime(repeats: int, quick: bool) -> list[str]:
 # --- 2. hand-built layers against Keras's ----------------------------------------------------
 
 
-def throughput_ratio(hand, library, inputs, repeats: int, backward: bool) -> tuple[list[float], list[float]]:
-    """Seconds per batch for both layers, forward only or forward and backward."""
+def seconds_per_batch(layer, inputs, repeats: int, backward: bool) -> list[float]:
+    """Wall seconds of one compiled call of ``layer`` (forward, or forward and backward)."""
 
-    def step(layer):
-        @tf.function
-        def run(*args):
-            if not backward:
-                return layer(*args)
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(layer(*args))
-            return tape.gradient(loss, layer.trainable_variables)
-        return lambda: tf.nest.map_structure(lambda t: t.numpy(), run(*inputs))
+    @tf.function
+    def run(*args):
+        if not backward:
+            return layer(*args)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(*args))
+        return tape.gradient(loss, layer.trainable_variables)
 
-    return timed(step(hand), repeats), timed(step(library), repeats)
+    return timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), run(*inputs)), repeats)
+
+
+def compare_layers(name: str, size: str, hand, library, inputs, repeats: int) -> list[str]:
+    """Table rows for a hand-built layer against Keras's, forward and forward+backward."""
+    rows = []
+    for backward in (False, True):
+        hand_s = seconds_per_batch(hand, inputs, repeats, backward)
+        keras_s = seconds_per_batch(library, inputs, repeats, backward)
+        ratio = [k / h for h, k in zip(hand_s, keras_s)]
+        rows.append(f"| {name} | {size} | {'forward+backward' if backward else 'forward'} | "
+                    f"{spread([s * 1e3 for s in hand_s])} | {spread([s * 1e3 for s in keras_s])} | "
+                    f"{spread(ratio)} | {verdict(statistics.median(ratio) >= TARGETS['layer ratio'])} |")
+    return rows
 
 
 def bench_layers(repeats: int, quick: bool) -> list[str]:
@@ -144,40 +155,26 @@ def bench_layers(repeats: int, quick: bool) -> list[str]:
     if lstm is None:
         rows.append(f"| lesson 04 LSTM | | | | | {NOT_AVAILABLE} | |")
     else:
-        sizes = [(4, 8)] if quick else [(32, 50), (128, 100)]
         units, features = (8, 4) if quick else (64, 16)
-        for batch, steps in sizes:
+        for batch, steps in [(4, 8)] if quick else [(32, 50), (128, 100)]:
             x = tf.random.normal([batch, steps, features])
-            library = keras.layers.LSTM(units)
-            hand = layer_class(lstm)(units)
+            library, hand = keras.layers.LSTM(units), layer_class(lstm)(units)
             library(x), hand(x)
             hand.set_weights(library.get_weights())
-            for backward in (False, True):
-                h, k = throughput_ratio(hand, library, [x], repeats, backward)
-                ratio = [b / a for a, b in zip(h, k)]
-                rows.append(f"| lesson 04 LSTM, {units} units | batch {batch}, {steps} steps | "
-                            f"{'forward+backward' if backward else 'forward'} | {spread([s * 1e3 for s in h])} | "
-                            f"{spread([s * 1e3 for s in k])} | {spread(ratio)} | "
-                            f"{verdict(statistics.median(ratio) >= TARGETS['layer ratio'])} |")
+            rows += compare_layers(f"lesson 04 LSTM, {units} units", f"batch {batch}, {steps} steps",
+                                   hand, library, [x], repeats)
     mha = load_tagged("08_", "hand-mha-layer")
     if mha is None:
         rows.append(f"| lesson 08 multi-head attention | | | | | {NOT_AVAILABLE} | |")
     else:
-        sizes = [(2, 8)] if quick else [(32, 64), (16, 256)]
         heads, key_dim = (2, 4) if quick else (4, 16)
-        d_model = heads * key_dim
-        for batch, steps in sizes:
-            x = tf.random.normal([batch, steps, d_model])
+        for batch, steps in [(2, 8)] if quick else [(32, 64), (16, 256)]:
+            x = tf.random.normal([batch, steps, heads * key_dim])
             library = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim)
             library(x, x)
             hand = mha["hand_mha_from_keras"](library)
-            for backward in (False, True):
-                h, k = throughput_ratio(hand, library, [x, x], repeats, backward)
-                ratio = [b / a for a, b in zip(h, k)]
-                rows.append(f"| lesson 08 multi-head attention, {heads}×{key_dim} | batch {batch}, {steps} steps | "
-                            f"{'forward+backward' if backward else 'forward'} | {spread([s * 1e3 for s in h])} | "
-                            f"{spread([s * 1e3 for s in k])} | {spread(ratio)} | "
-                            f"{verdict(statistics.median(ratio) >= TARGETS['layer ratio'])} |")
+            rows += compare_layers(f"lesson 08 multi-head attention, {heads}×{key_dim}",
+                                   f"batch {batch}, {steps} steps", hand, library, [x, x], repeats)
     return rows
 
 
