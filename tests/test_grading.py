@@ -258,3 +258,24 @@ def test_check_command_reports_and_sets_the_exit_code(tmp_path, capsys):
     assert check.main([str(partial)]) == 0
     (tmp_path / "notes.ipynb").write_text("garbage")
     assert check.main([str(tmp_path / "notes.ipynb")]) == 2
+
+
+# --- what crosses between grader and worker ----------------------------------------------------
+
+
+def test_values_cross_as_plain_data():
+    import numpy as np
+    import tensorflow as tf
+
+    ragged = tf.ragged.constant([[b"a", b"bc"], [b"d"]])
+    sent = [ragged, tf.constant([1.0, 2.0]), tf.Variable([3.0]), np.int32(3), {"k": (1, None, "s")}]
+    back = grading.decode(json.loads(json.dumps(grading.encode(sent))), resolve=None)
+    assert back[0].to_list() == ragged.to_list()
+    assert tf.is_tensor(back[1]) and back[1].numpy().tolist() == [1.0, 2.0]
+    assert isinstance(back[2], tf.Variable) and back[3] == 3 and back[4] == {"k": (1, None, "s")}
+
+
+def test_grader_never_takes_a_function_from_the_worker():
+    with pytest.raises(ValueError, match="unknown value kind"):
+        grading.decode({"function": "os:system"}, resolve=None)
+    assert grading.decode({"function": "os.path:join"}, resolve=None, functions=True) is __import__("os").path.join

@@ -131,6 +131,9 @@ def encode(value, keep=None):
     """Turn a value into JSON-able data; objects that are not data become handles via ``keep``."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, tf.RaggedTensor):
+        return {"ragged": {"values": encode(value.flat_values),
+                           "splits": [encode(s) for s in value.nested_row_splits]}}
     if isinstance(value, tf.Variable):
         return {"variable": _plain_array(value.numpy())}
     if isinstance(value, tf.Tensor):
@@ -161,6 +164,9 @@ def decode(data, resolve, functions: bool = False):
     (kind, body), = data.items()
     if kind == "tensor":
         return tf.constant(_array_back(body))
+    if kind == "ragged":
+        splits = [decode(split, resolve) for split in body["splits"]]
+        return tf.RaggedTensor.from_nested_row_splits(decode(body["values"], resolve), splits)
     if kind == "variable":
         return tf.Variable(_array_back(body))
     if kind == "array":
