@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import utils  # noqa: F401  (imports TensorFlow quietly and registers the checks)
-from utils import lessons
+from utils import grading, lessons
 
 SOLUTIONS = {path.name[:2]: path for path in lessons.solution_paths()}
 
@@ -29,3 +29,17 @@ def solution_answers(lesson: str) -> dict:
 def not_implemented(*args, **kwargs):
     """What an untouched exercise stub does."""
     raise NotImplementedError()
+
+
+def exercise_ids() -> list[str]:
+    """Every exercise of every solution notebook, in course order."""
+    return [e.id for path in SOLUTIONS.values() for e in lessons.exercises(nbformat.read(path, as_version=4))]
+
+
+def solution_answer(exercise_id: str):
+    """The solved object an exercise's check is given (the name its check cell passes)."""
+    lesson = exercise_id[:2]
+    for cell in nbformat.read(SOLUTIONS[lesson], as_version=4).cells:
+        if lessons.is_check_cell(cell) and lessons.nbgrader(cell)["grade_id"] == exercise_id + lessons.CHECK_SUFFIX:
+            return solution_answers(lesson)[grading.answered_name(cell.source)]
+    raise KeyError(exercise_id)
