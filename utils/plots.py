@@ -44,3 +44,211 @@ def decision_surface(predict: Callable[[np.ndarray], np.ndarray], points: np.nda
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title, aspect="equal")
     fig.tight_layout()
     plt.show()
+
+
+def accuracy_by_condition(labels: list, accuracy: list[float], chance: float, xlabel: str, title: str = ""):
+    """Bars of accuracy per condition (e.g. per distance), with a dashed line at chance level."""
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=FIGURE_DPI)
+    ax.bar([str(label) for label in labels], accuracy, color="tab:blue")
+    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
+    ax.set(ylim=(0, 1.05), xlabel=xlabel, ylabel="accuracy", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    plt.show()
+
+
+def trace_over_tokens(tokens: list[str], values: np.ndarray, ylabel: str, title: str = ""):
+    """One number per token of a sentence, as bars above (red) or below (blue) zero, with
+    the tokens as tick labels: e.g. what a model believes after reading each word."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(tokens)), 3.2), dpi=FIGURE_DPI)
+    values = np.asarray(values)
+    ax.bar(range(len(tokens)), values, color=np.where(values >= 0, "tab:red", "tab:blue"))
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right")
+    ax.set(ylabel=ylabel, title=title)
+    fig.tight_layout()
+    plt.show()
+
+
+def gradient_vs_lag(norms: dict[str, np.ndarray], title: str = ""):
+    """How far back a gradient reaches: one curve per setting, ``norms[name][k]`` being the
+    gradient's size k steps back. A log scale turns geometric decay or growth into a line."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=FIGURE_DPI)
+    for name, values in norms.items():
+        ax.semilogy(np.arange(len(values)), values, label=name)
+    ax.set(xlabel="time lag k (steps between input and output)", ylabel="gradient norm (log scale)",
+           title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def accuracy_vs_lag(lags: list[int], accuracy: dict[str, list[float]], chance: float, title: str = ""):
+    """Test accuracy of one or more models against the lag they must remember across,
+    with the guessing level drawn in for comparison."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=FIGURE_DPI)
+    for name, values in accuracy.items():
+        ax.plot(lags, values, marker="o", label=name)
+    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:.3g})")
+    ax.set_xscale("log")
+    ax.set_xticks(lags, [str(lag) for lag in lags])
+    ax.minorticks_off()
+    ax.set(xlabel="lag k (steps to remember across)", ylabel="test accuracy", ylim=(0, 1.05), title=title)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def lines_over_time(panels: dict[str, np.ndarray], xlabel: str = "step", ylabel: str = "", title: str = ""):
+    """One panel per entry, each drawing the columns of a ``[time, k]`` array as lines: e.g.
+    a memory cell holding several starting values, side by side for two designs."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2), dpi=FIGURE_DPI, sharey=True)
+    for ax, (name, values) in zip(np.atleast_1d(axes), panels.items()):
+        ax.plot(np.asarray(values))
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.set(title=name, xlabel=xlabel)
+    np.atleast_1d(axes)[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def gradient_by_lag(curves: dict[str, np.ndarray], title: str = ""):
+    """How much an output still feels an input ``lag`` steps back: one line per model,
+    gradient norms on a log scale against the lag (index of each array)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
+    for name, values in curves.items():
+        ax.semilogy(np.arange(len(values)), values, label=name)
+    ax.set(xlabel="lag (steps between input and output)", ylabel="gradient norm", title=title)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def learning_curves(histories: dict[str, list[float]], baseline: float | None = None,
+                    baseline_label: str = "baseline", ylabel: str = "loss", title: str = ""):
+    """Loss per epoch for several models on one figure, with an optional dashed baseline
+    (e.g. the error of a trivial constant answer)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
+    for name, values in histories.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", label=baseline_label)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title, ylim=(0, None))
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def gate_heatmaps(traces: dict[str, np.ndarray], marks: list[int] | None = None, title: str = ""):
+    """Stacked heatmaps, one per gate (or state), each ``[time, units]``, with time running
+    left to right and the marked steps framed in red; gates share the colour range [0, 1]."""
+    fig, axes = plt.subplots(len(traces), 1, figsize=(10, 1.6 * len(traces) + 0.6), dpi=FIGURE_DPI,
+                             sharex=True)
+    for ax, (name, values) in zip(np.atleast_1d(axes), traces.items()):
+        values = np.asarray(values).T
+        is_gate = values.min() >= 0 and values.max() <= 1
+        limit = 1.0 if is_gate else np.abs(values).max()
+        image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis" if is_gate else "RdBu_r",
+                          vmin=0 if is_gate else -limit, vmax=limit)
+        for step in marks or []:  # frame the marked columns without covering them
+            for edge in (step - 0.5, step + 0.5):
+                ax.axvline(edge, color="red", lw=0.8)
+        ax.set_ylabel(f"{name}\nunit")
+        fig.colorbar(image, ax=ax, pad=0.01)
+    np.atleast_1d(axes)[-1].set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def history_panels(history: dict[str, list[float]], best_epoch: int | None = None, xlabel: str = "epoch",
+                   title: str = ""):
+    """One panel per quantity of a Keras-style history (``model.fit(...).history``): loss,
+    accuracy, …, with the training curve solid and its ``val_`` twin dashed, and an optional
+    dotted line at ``best_epoch`` (0-based, e.g. the one early stopping kept)."""
+    names = sorted(dict.fromkeys(key.removeprefix("val_") for key in history), key=lambda name: name != "loss")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 3.4), dpi=FIGURE_DPI, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for key, label, style in [(name, "training", "-"), ("val_" + name, "validation", "--")]:
+            if key in history:
+                ax.plot(np.arange(1, len(history[key]) + 1), history[key], style, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="gray", ls=":", label=f"kept ({xlabel} {best_epoch + 1})")
+        ax.set(xlabel=xlabel, ylabel=name, title=name)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def attention_heads(weights: np.ndarray, keys: list[str], queries: list[str], title: str = ""):
+    """Attention weights as heatmaps, one panel per head: ``weights[h, i, j]`` is how much
+    query ``i`` (a row, labelled by ``queries``) looks at key ``j`` (a column, labelled by
+    ``keys``). Every row sums to 1, so all panels share the colour range [0, 1]."""
+    weights = np.asarray(weights)
+    heads = weights.shape[0]
+    width = max(3.0, 0.32 * len(keys) + 1.2)
+    fig, axes = plt.subplots(1, heads, figsize=(width * heads, 0.32 * len(queries) + 1.8), dpi=FIGURE_DPI,
+                             squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        image = ax.imshow(weights[h], vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(len(keys)), keys, rotation=90)
+        ax.set_yticks(range(len(queries)), queries if h == 0 else [""] * len(queries))
+        ax.set_title(f"head {h + 1}")
+    axes[0][0].set_ylabel("query")
+    fig.colorbar(image, ax=axes[0].tolist(), label="attention weight", fraction=0.03)
+    fig.suptitle(title)
+    plt.show()
+
+
+def value_by_position(values: dict[str, np.ndarray], ylabel: str, xlabel: str = "position", title: str = ""):
+    """One line per entry, ``values[name][t]`` being a quantity measured at position ``t``
+    (e.g. the mean loss of a language model at each position of its input segment)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=FIGURE_DPI)
+    for name, curve in values.items():
+        ax.plot(np.arange(len(curve)), curve, marker="o", ms=3, label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, alpha=0.3)
+    if len(values) > 1:
+        ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def accuracy_by_length(buckets: list[str], accuracy: dict[str, list[float]], counts: list[int] | None = None,
+                       ylabel: str = "exact-match accuracy", title: str = ""):
+    """Accuracy of one or more models per input-length bucket, one line each, so a model
+    that degrades on long inputs shows as a falling line; ``counts`` (examples per bucket)
+    go under the tick labels."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
+    positions = np.arange(len(buckets))
+    for name, values in accuracy.items():
+        ax.plot(positions, values, marker="o", label=name)
+    labels = buckets if counts is None else [f"{b}\n({n})" for b, n in zip(buckets, counts)]
+    ax.set_xticks(positions, labels)
+    ax.set(xlabel="input length in characters (examples)", ylabel=ylabel, ylim=(0, 1.05), title=title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def attention_heatmaps(examples: list[tuple[np.ndarray, list[str], list[str]]], titles: list[str] | None = None):
+    """One heatmap per example of attention weights ``[output steps, input steps]``: row t
+    shows where the decoder looked while writing output token t. Each example is
+    ``(weights, input_tokens, output_tokens)``; spaces in the input are drawn as "␣"."""
+    fig, axes = plt.subplots(len(examples), 1, dpi=FIGURE_DPI, squeeze=False,
+                             figsize=(max(6, 0.2 * max(len(e[1]) for e in examples) + 1.5), 2.6 * len(examples)))
+    for i, (ax, (weights, inputs, outputs)) in enumerate(zip(axes[:, 0], examples)):
+        image = ax.imshow(np.asarray(weights), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                          interpolation="nearest")
+        ax.set_xticks(range(len(inputs)), ["␣" if c == " " else c for c in inputs], fontsize=8)
+        ax.set_yticks(range(len(outputs)), outputs, fontsize=8)
+        ax.set(xlabel="input character", ylabel="output")
+        if titles:
+            ax.set_title(titles[i], fontsize=10)
+        fig.colorbar(image, ax=ax, pad=0.01, label="weight")
+    fig.tight_layout()
+    plt.show()
