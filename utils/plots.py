@@ -114,18 +114,6 @@ def lines_over_time(panels: dict[str, np.ndarray], xlabel: str = "step", ylabel:
     plt.show()
 
 
-def gradient_by_lag(curves: dict[str, np.ndarray], title: str = ""):
-    """How much an output still feels an input ``lag`` steps back: one line per model,
-    gradient norms on a log scale against the lag (index of each array)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
-    for name, values in curves.items():
-        ax.semilogy(np.arange(len(values)), values, label=name)
-    ax.set(xlabel="lag (steps between input and output)", ylabel="gradient norm", title=title)
-    ax.legend()
-    fig.tight_layout()
-    plt.show()
-
-
 def learning_curves(histories: dict[str, list[float]], baseline: float | None = None,
                     baseline_label: str = "baseline", ylabel: str = "loss", title: str = ""):
     """Loss per epoch for several models on one figure, with an optional dashed baseline
@@ -250,5 +238,57 @@ def attention_heatmaps(examples: list[tuple[np.ndarray, list[str], list[str]]], 
         if titles:
             ax.set_title(titles[i], fontsize=10)
         fig.colorbar(image, ax=ax, pad=0.01, label="weight")
+    fig.tight_layout()
+    plt.show()
+
+
+def score_heatmaps(panels: dict[str, np.ndarray], xlabel: str = "key j", ylabel: str = "query i",
+                   title: str = "", annotate: bool = False):
+    """Side-by-side heatmaps of ``[rows, columns]`` score matrices (e.g. the terms of an
+    attention logit), each with its own colour scale; ``annotate`` writes small integer values
+    into the cells (for worked examples such as a matrix of distances)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), dpi=FIGURE_DPI)
+    for ax, (name, values) in zip(np.atleast_1d(axes), panels.items()):
+        values = np.asarray(values, dtype=float)
+        image = ax.imshow(values, cmap="RdBu_r", interpolation="nearest",
+                          vmin=-np.nanmax(np.abs(values)), vmax=np.nanmax(np.abs(values)))
+        if annotate:
+            for (i, j), value in np.ndenumerate(values):
+                if not np.isnan(value):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
+        else:
+            fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set(title=name, xlabel=xlabel)
+    np.atleast_1d(axes)[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def curves_by_distance(curves: dict[str, np.ndarray], mark: int | None = None, ylabel: str = "score",
+                       title: str = ""):
+    """Scores against relative distance 0, 1, 2, … (one line per entry), with an optional
+    dotted line at the distance a task depends on."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=FIGURE_DPI)
+    for name, values in curves.items():
+        ax.plot(np.arange(len(values)), values, marker="o", ms=3, label=name)
+    if mark is not None:
+        ax.axvline(mark, color="gray", ls=":", label=f"distance {mark}")
+    ax.set(xlabel="relative distance i − j", ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def loss_per_step(histories: dict[str, list[float]], baseline: float | None = None,
+                  baseline_label: str = "chance", xlabel: str = "training step", title: str = ""):
+    """Training loss against step for several models, with an optional dashed baseline."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=FIGURE_DPI)
+    for name, values in histories.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", label=baseline_label)
+    ax.set(xlabel=xlabel, ylabel="loss", title=title, ylim=(0, None))
+    ax.legend()
     fig.tight_layout()
     plt.show()

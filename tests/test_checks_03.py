@@ -1,0 +1,119 @@
+"""Lesson 03's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
+import pytest
+import tensorflow as tf
+
+from utils import checks
+
+
+
+def cell_with(activation=tf.tanh, swap=False, transpose=False, bias=True):
+    """A SimpleRNN cell with one deliberate mistake (or none)."""
+
+    def cell(x_t, h_prev, kernel, recurrent_kernel, bias_vector):
+        if swap:
+            kernel, recurrent_kernel = recurrent_kernel, kernel
+        if transpose:
+            recurrent_kernel = tf.transpose(recurrent_kernel)
+        z = x_t @ kernel + h_prev @ recurrent_kernel
+        return activation(z + bias_vector if bias else z)
+
+    return cell
+
+
+right_cell = cell_with()
+
+
+def forward_with(cell=right_cell, start_from_zero=False, keep_h0=False, feed_back=True, reverse=False,
+                 last_only=False, time_major=False, as_list=False):
+    """An unrolled forward pass with one deliberate mistake (or none)."""
+
+    def forward(x, h0, kernel, recurrent_kernel, bias):
+        h = tf.zeros_like(h0) if start_from_zero else h0
+        steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+        states = [h0] if keep_h0 else []
+        for t in steps:
+            new = cell(x[:, t], h, kernel, recurrent_kernel, bias)
+            states.append(new)
+            h = new if feed_back else h
+        if keep_h0:
+            states = states[:-1]
+        if last_only:
+            return h
+        if as_list:
+            return states
+        return tf.stack(states, axis=0 if time_major else 1)
+
+    return forward
+
+
+def clip_each(grads, max_norm):
+    return [tf.clip_by_norm(g, max_norm) for g in grads], tf.linalg.global_norm(grads)
+
+
+def global_norm_of(grads):
+    return tf.sqrt(tf.add_n([tf.reduce_sum(g**2) for g in grads]))
+
+
+MUTANTS = {
+    "03.rnn_cell": {
+        "kernel and recurrent_kernel swapped": cell_with(swap=True),
+        "ReLU instead of tanh": cell_with(activation=tf.nn.relu),
+        "sigmoid instead of tanh": cell_with(activation=tf.sigmoid),
+        "no activation": cell_with(activation=tf.identity),
+        "recurrent kernel transposed": cell_with(transpose=True),
+        "bias missing": cell_with(bias=False),
+        "h_prev ignored": lambda x_t, h_prev, kernel, recurrent_kernel, bias: tf.tanh(x_t @ kernel + bias),
+        "tanh of the input part only":
+            lambda x_t, h_prev, kernel, recurrent_kernel, bias: tf.tanh(x_t @ kernel + bias) + h_prev @ recurrent_kernel,
+    },
+    "03.rnn_forward": {
+        "h0 ignored": forward_with(start_from_zero=True),
+        "returns h0 … h_{T-1}": forward_with(keep_h0=True),
+        "state never fed back": forward_with(feed_back=False),
+        "time reversed": forward_with(reverse=True),
+        "ReLU cell": forward_with(cell=cell_with(activation=tf.nn.relu)),
+        "swapped weights": forward_with(cell=cell_with(swap=True)),
+        "last state only": forward_with(last_only=True),
+        "time-major output": forward_with(time_major=True),
+        "a Python list of states": forward_with(as_list=True),
+    },
+    "03.clip_by_global_norm": {
+        "each tensor clipped separately": clip_each,
+        "always rescaled to max_norm":
+            lambda grads, max_norm: ([g * max_norm / global_norm_of(grads) for g in grads], global_norm_of(grads)),
+        "clipped by value": lambda grads, max_norm: ([tf.clip_by_value(g, -max_norm, max_norm) for g in grads],
+                                                     global_norm_of(grads)),
+        "square root missing": lambda grads, max_norm: (tf.clip_by_global_norm(grads, max_norm)[0],
+                                                         global_norm_of(grads) ** 2),
+        "sum of per-tensor norms": lambda grads, max_norm: (tf.clip_by_global_norm(grads, max_norm)[0],
+                                                            tf.add_n([tf.norm(g) for g in grads])),
+        "factor inverted": lambda grads, max_norm: (
+            [g * tf.maximum(global_norm_of(grads) / max_norm, 1.0) for g in grads], global_norm_of(grads)),
+        "returns only the clipped list": lambda grads, max_norm: tf.clip_by_global_norm(grads, max_norm)[0],
+    },
+}
+
+
+def test_reference_mutants_are_right():
+    """The unmutated helpers above are correct, so each mutant differs by its one mistake."""
+    assert checks.run("03.rnn_cell", right_cell).status == "passed"
+    assert checks.run("03.rnn_forward", forward_with()).status == "passed"
+    assert checks.run("03.clip_by_global_norm", tf.clip_by_global_norm).status == "passed"
+
+
+@pytest.mark.parametrize("exercise,mutant,words", [
+    ("03.rnn_cell", "ReLU instead of tanh", "ReLU instead of tanh"),
+    ("03.rnn_cell", "kernel and recurrent_kernel swapped", "multiplies h_prev"),
+    ("03.rnn_cell", "recurrent kernel transposed", "transposed"),
+    ("03.rnn_forward", "h0 ignored", "h0 is ignored"),
+    ("03.rnn_forward", "returns h0 … h_{T-1}", "shifted by one step"),
+    ("03.rnn_forward", "state never fed back", "feed each new state back"),
+    ("03.rnn_forward", "last state only", "not only the last one"),
+    ("03.rnn_forward", "a Python list of states", "tf.stack"),
+    ("03.clip_by_global_norm", "each tensor clipped separately", "clipped on its own"),
+    ("03.clip_by_global_norm", "always rescaled to max_norm", "below max_norm"),
+    ("03.clip_by_global_norm", "square root missing", "square root"),
+    ("03.clip_by_global_norm", "sum of per-tensor norms", "sum of the tensors' own norms"),
+])
+def test_messages_name_the_likely_cause(exercise, mutant, words):
+    assert words in checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -1,0 +1,204 @@
+"""Checks for lesson 03, recurrence and working memory.
+
+The cell and the unrolled forward pass are compared with ``keras.layers.SimpleRNN`` given
+the same weights (its ``get_weights()`` layout: kernel ``[features, units]``, recurrent
+kernel ``[units, units]``, bias ``[units]``) and a non-zero initial state; clipping is
+compared with ``tf.clip_by_global_norm``.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+
+# float32 sums of a few products differ from Keras's in the last bits; a real mistake is
+# off by far more than this.
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+WEIGHT_ROLES = (
+    " Check which weight multiplies which: `kernel` is [features, units] and multiplies x_t; "
+    "`recurrent_kernel` is [units, units] and multiplies h_prev."
+)
+
+
+def _weights(rng: np.random.Generator, features: int, units: int):
+    """Random SimpleRNN weights, scaled so the tanh is neither linear nor saturated."""
+    kernel = rng.normal(scale=1.0 / np.sqrt(features), size=(features, units))
+    recurrent_kernel = rng.normal(scale=0.9 / np.sqrt(units), size=(units, units))
+    bias = rng.normal(scale=0.5, size=units)
+    return [w.astype(np.float32) for w in (kernel, recurrent_kernel, bias)]
+
+
+def _keras_states(x: np.ndarray, h0: np.ndarray, weights) -> np.ndarray:
+    """All hidden states of keras.layers.SimpleRNN with these weights: [batch, time, units]."""
+    layer = keras.layers.SimpleRNN(h0.shape[-1], return_sequences=True)
+    layer.build(x.shape)
+    layer.set_weights(weights)
+    return keras.ops.convert_to_numpy(layer(x, initial_state=[h0]))
+
+
+def _by_hand(x_t, h_prev, kernel, recurrent_kernel, bias, activation=np.tanh):
+    return activation(x_t @ kernel + h_prev @ recurrent_kernel + bias)
+
+
+def _call(answer, *args, what: str, hint: str = ""):
+    """Call the answer; when it raises on mismatched shapes, add a hint about the likely cause."""
+    try:
+        return call(answer, *args, what=what)
+    except CheckFailed as error:
+        shapes_clash = "ncompatible" in str(error) or "shape" in str(error).lower()
+        if type(error) is CheckFailed and hint and shapes_clash:
+            raise CheckFailed(str(error) + hint) from None
+        raise
+
+
+CELL_CASES = [(1, 1, 1), (1, 3, 4), (4, 3, 3), (5, 6, 2), (16, 8, 10)]  # batch, features, units
+
+
+@register("03.rnn_cell")
+def check_rnn_cell(rnn_cell, rng: np.random.Generator) -> str:
+    for batch, features, units in CELL_CASES:
+        kernel, recurrent_kernel, bias = weights = _weights(rng, features, units)
+        x_t = rng.normal(size=(batch, features)).astype(np.float32)
+        h_prev = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+        expected = _keras_states(x_t[:, None, :], h_prev, weights)[:, 0]
+        what = f"rnn_cell(x_t, h_prev, ...) with x_t of shape {x_t.shape} and h_prev of shape {h_prev.shape}"
+        args = [tf.constant(a) for a in (x_t, h_prev, kernel, recurrent_kernel, bias)]
+        got = to_numpy(_call(rnn_cell, *args, what=what, hint=WEIGHT_ROLES), what)
+        z = x_t @ kernel + h_prev @ recurrent_kernel + bias
+        causes = {
+            "ReLU instead of tanh: a SimpleRNN squashes its state with tanh.": np.maximum(z, 0),
+            "sigmoid instead of tanh: a SimpleRNN squashes its state with tanh.": 1 / (1 + np.exp(-z)),
+            "no activation: h_t = tanh(x_t·W + h_prev·U + b).": z,
+            "the bias b is missing: h_t = tanh(x_t·W + h_prev·U + b).": np.tanh(z - bias),
+            "h_prev is left out: the new state must mix in the previous one through recurrent_kernel.":
+                np.tanh(x_t @ kernel + bias),
+            "recurrent_kernel is transposed: Keras computes h_prev @ recurrent_kernel "
+            "(its rows index the previous state).": np.tanh(x_t @ kernel + h_prev @ recurrent_kernel.T + bias),
+            "tanh covers only part of the sum: h_t = tanh(x_t·W + h_prev·U + b), all inside the tanh.":
+                np.tanh(x_t @ kernel + bias) + h_prev @ recurrent_kernel,
+        }
+        if features == units:
+            causes["the weights are swapped: `kernel` multiplies x_t and `recurrent_kernel` multiplies "
+                   "h_prev."] = np.tanh(x_t @ recurrent_kernel + h_prev @ kernel + bias)
+        expect_close(got, expected, what, reference="keras.layers.SimpleRNN with the same weights",
+                     likely_causes=causes, **TOLERANCE)
+    return f"matches keras.layers.SimpleRNN for one step on {len(CELL_CASES)} shapes, batch 1 to 16."
+
+
+FORWARD_CASES = [(1, 1, 2, 3), (1, 6, 3, 4), (3, 1, 4, 2), (4, 9, 5, 5), (8, 15, 3, 6)]  # batch, time, features, units
+
+
+def _states_by_hand(x, h0, weights, *, first=None, feed_back=True, activation=np.tanh):
+    """All states by the definition; the keywords build known mistakes for the messages."""
+    h, states = (h0 if first is None else first), []
+    for t in range(x.shape[1]):
+        new = _by_hand(x[:, t], h, *weights, activation=activation)
+        states.append(new)
+        h = new if feed_back else h
+    return np.stack(states, axis=1)
+
+
+@register("03.rnn_forward")
+def check_rnn_forward(rnn_forward, rng: np.random.Generator) -> str:
+    for batch, time, features, units in FORWARD_CASES:
+        weights = _weights(rng, features, units)
+        x = rng.normal(size=(batch, time, features)).astype(np.float32)
+        h0 = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+        expected = _keras_states(x, h0, weights)
+        what = f"rnn_forward(x, h0, ...) with x of shape {x.shape} and h0 of shape {h0.shape}"
+        args = [tf.constant(a) for a in (x, h0, *weights)]
+        got = _call(rnn_forward, *args, what=what, hint=WEIGHT_ROLES)
+        if isinstance(got, (list, tuple)):
+            raise CheckFailed(f"{what} returned a Python {type(got).__name__}, not a tensor; stack the states "
+                              "into one tensor [batch, time, units] with tf.stack(states, axis=1).")
+        got = to_numpy(got, what)
+        if got.shape == (batch, units):
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape}: return every hidden "
+                              "state h_1 … h_T, not only the last one.")
+        if got.shape == (time, batch, units) and time != batch:
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape}: time comes second; "
+                              "stack the states with axis=1 (tf.stack(states, axis=1)).")
+        if got.shape == (batch, time + 1, units):
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape}: return h_1 … h_T, "
+                              "one state per input step, without the initial state h0.")
+        shifted = np.concatenate([h0[:, None], expected[:, :-1]], axis=1)
+        expect_close(got, expected, what, reference="keras.layers.SimpleRNN(return_sequences=True) with the "
+                     "same weights and initial_state=[h0]", **TOLERANCE, likely_causes={
+                         "h0 is ignored: the first step must start from the given h0, not from zeros.":
+                             _states_by_hand(x, h0, weights, first=np.zeros_like(h0)),
+                         "the states are shifted by one step: return h_1 … h_T (the state after each "
+                         "input), not h_0 … h_{T-1}.": shifted,
+                         "every step starts from h0: feed each new state back in as h_prev for the next "
+                         "step.": _states_by_hand(x, h0, weights, feed_back=False),
+                         "time runs backwards: process x[:, 0] first and x[:, -1] last.":
+                             _states_by_hand(x[:, ::-1], h0, weights),
+                         "ReLU instead of tanh: a SimpleRNN squashes its state with tanh.":
+                             _states_by_hand(x, h0, weights, activation=lambda z: np.maximum(z, 0)),
+                     })
+    return (f"matches keras.layers.SimpleRNN(return_sequences=True) with initial_state on {len(FORWARD_CASES)} "
+            "shapes, including batch 1 and time 1.")
+
+
+def _gradient_like(rng: np.random.Generator, shapes, scale: float):
+    return [(rng.normal(size=shape) * scale).astype(np.float32) for shape in shapes]
+
+
+CLIP_CASES = [  # (shapes, scale of the entries, max_norm): clipped hard, barely, not at all
+    ([(3, 4), (4,), (4, 4)], 10.0, 1.0),
+    ([(5,)], 3.0, 2.0),
+    ([(2, 3), (), (7,), (3, 3, 2)], 1000.0, 5.0),
+    ([(4, 4), (4,)], 0.1, 5.0),
+    ([(6,), (2, 2)], 1.0, 100.0),
+]
+
+
+@register("03.clip_by_global_norm")
+def check_clip_by_global_norm(clip_by_global_norm, rng: np.random.Generator) -> str:
+    for shapes, scale, max_norm in CLIP_CASES:
+        grads = _gradient_like(rng, shapes, scale)
+        expected, expected_norm = tf.clip_by_global_norm([tf.constant(g) for g in grads], max_norm)
+        expected = [e.numpy() for e in expected]
+        norms = [np.sqrt(np.sum(g.astype(np.float64) ** 2)) for g in grads]
+        what = f"clip_by_global_norm(grads, {max_norm}) for {len(grads)} tensors of shapes {shapes}"
+        result = call(clip_by_global_norm, [tf.constant(g) for g in grads], max_norm, what=what)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise CheckFailed(f"{what} returned a {type(result).__name__}; return a pair "
+                              "(clipped, global_norm): the list of clipped tensors and the norm before clipping.")
+        clipped, global_norm = result
+        if not isinstance(clipped, (tuple, list)) or len(clipped) != len(grads):
+            count = f" of {len(clipped)} items" if isinstance(clipped, (tuple, list)) else ""
+            raise CheckFailed(f"{what}: the clipped gradients are a {type(clipped).__name__}{count}; return a list "
+                              f"with one tensor per gradient ({len(grads)}), in the same order.")
+
+        got_norm = to_numpy(global_norm, f"the global norm from {what}")
+        if got_norm.size == 1:
+            got_norm = got_norm.reshape(())  # a number, a scalar tensor or a [1] tensor are all fine
+        expect_close(got_norm, expected_norm.numpy(),
+                     f"the global norm returned by {what}", reference="tf.clip_by_global_norm", **TOLERANCE,
+                     likely_causes={
+                         "the square root is missing: the global norm is sqrt(Σ over all tensors of Σ g²).":
+                             np.float32(sum(n**2 for n in norms)),
+                         "that is the sum of the tensors' own norms; the global norm is the norm of all "
+                         "entries together, sqrt(Σ_i ‖g_i‖²).": np.float32(sum(norms)),
+                         "that is the largest single tensor's norm; the global norm takes all tensors "
+                         "together, sqrt(Σ_i ‖g_i‖²).": np.float32(max(norms)),
+                     })
+        scale_factor = max_norm / max(float(expected_norm), max_norm)
+        for index, (got, want, norm) in enumerate(zip(clipped, expected, norms)):
+            name = f"clipped tensor {index} (shape {want.shape}) from {what}"
+            got = to_numpy(got, name)
+            grad = grads[index]
+            expect_close(got, want, name, reference="tf.clip_by_global_norm", **TOLERANCE, likely_causes={
+                "each tensor is clipped on its own (like tf.clip_by_norm); scale them all by the same factor "
+                "max_norm / global_norm, so the update keeps its direction.":
+                    grad * min(1.0, max_norm / max(norm, 1e-30)),
+                "the gradients are scaled even though the global norm is below max_norm: clip only when "
+                "global_norm > max_norm.": grad * max_norm / float(expected_norm),
+                "each entry is clipped to [-max_norm, max_norm] (that is tf.clip_by_value); clipping by "
+                "norm rescales whole tensors.": np.clip(grad, -max_norm, max_norm),
+                "the factor is inverted: multiply by max_norm / global_norm, not global_norm / max_norm.":
+                    grad / scale_factor,
+            })
+    return (f"matches tf.clip_by_global_norm on {len(CLIP_CASES)} gradient lists, clipped and unclipped, "
+            "scalars included.")
