@@ -16,6 +16,7 @@ whose lesson does not exist yet is reported as "not available", never silently s
 import argparse
 import concurrent.futures
 import datetime
+import linecache
 import os
 import pathlib
 import platform
@@ -68,8 +69,11 @@ def load_tagged(lesson_prefix: str, tag: str) -> dict | None:
     source = tagged_cell(lesson_prefix, tag)
     if source is None:
         return None
+    filename = f"<{lesson_prefix}{tag}>"
+    # AutoGraph reads a function's source through linecache, as it does for notebook cells.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"tf": tf, "keras": keras, "np": np}
-    exec(compile(source, f"{lesson_prefix}:{tag}", "exec"), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     return namespace
 
 

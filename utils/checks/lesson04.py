@@ -1,0 +1,190 @@
+"""Checks for lesson 04, LSTM gates by hand.
+
+The learner's cell and forward pass get the weights of a freshly drawn
+``keras.layers.LSTM(return_sequences=True, return_state=True)`` and must agree with it at
+every timestep and in both final states. The shared-gate cell ("spot the bug") is compared
+with a direct NumPy transcription of its definition. When an answer is wrong, the checks
+recompute the known mistakes (gate order, sigmoid and tanh swapped, h and c mixed up) and
+name the one that matches.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+
+# Keras packs the four gate blocks of kernel, recurrent_kernel and bias in this order.
+KERAS_ORDER = "ifco"
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+# (batch, time, input_dim, units): batch 1, time 1, one unit, and ordinary sizes.
+SHAPES = [(1, 1, 1, 1), (1, 1, 3, 2), (1, 6, 2, 3), (3, 1, 4, 5), (4, 9, 3, 4), (2, 14, 5, 6)]
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _weights(rng: np.random.Generator, input_dim: int, units: int):
+    """Random LSTM weights in Keras's packing, large enough that every gate matters."""
+    kernel = rng.normal(scale=0.6, size=(input_dim, 4 * units)).astype(np.float32)
+    recurrent = rng.normal(scale=0.6, size=(units, 4 * units)).astype(np.float32)
+    bias = rng.normal(scale=0.5, size=4 * units).astype(np.float32)
+    return kernel, recurrent, bias
+
+
+def _numpy_step(x, h, c, kernel, recurrent, bias, order=KERAS_ORDER, swap_activations=False,
+                h_without_tanh=False):
+    """One LSTM step in NumPy (float64), optionally with a known mistake built in."""
+    z = x.astype(np.float64) @ kernel + h @ recurrent + bias
+    blocks = dict(zip(order, np.split(z, 4, axis=-1)))
+    gate, squash = (np.tanh, _sigmoid) if swap_activations else (_sigmoid, np.tanh)
+    i, f, o = gate(blocks["i"]), gate(blocks["f"]), gate(blocks["o"])
+    c_new = f * c + i * squash(blocks["c"])
+    h_new = o * c_new if h_without_tanh else o * squash(c_new)
+    return h_new, c_new
+
+
+def _numpy_forward(x, h0, c0, kernel, recurrent, bias, **mistake):
+    """The unrolled pass in NumPy: (outputs, h_T, c_T, cell states over time)."""
+    h, c, hs, cs = h0.astype(np.float64), c0.astype(np.float64), [], []
+    for t in range(x.shape[1]):
+        h, c = _numpy_step(x[:, t], h, c, kernel, recurrent, bias, **mistake)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs, axis=1), h, c, np.stack(cs, axis=1)
+
+
+def _keras_lstm(x, h0, c0, kernel, recurrent, bias):
+    """The reference: keras.layers.LSTM with the same weights and initial state."""
+    units = h0.shape[-1]
+    layer = keras.layers.LSTM(units, return_sequences=True, return_state=True)
+    layer.build((None, None, x.shape[-1]))
+    layer.set_weights([kernel, recurrent, bias])
+    outputs, h, c = layer(tf.constant(x), initial_state=[tf.constant(h0), tf.constant(c0)])
+    return outputs.numpy(), h.numpy(), c.numpy()
+
+
+def _mistakes(x, h0, c0, kernel, recurrent, bias):
+    """What each known mistake makes of the whole pass: name -> (outputs, h_T, c_T, cells)."""
+    variants = {
+        "the gate blocks are taken in the order i, c, f, o; Keras packs them i, f, c, o "
+        "(input, forget, cell candidate, output).": {"order": "icfo"},
+        "the gate blocks are taken in the order i, f, o, c; Keras packs them i, f, c, o "
+        "(input, forget, cell candidate, output).": {"order": "ifoc"},
+        "the forget and input gate blocks are swapped; Keras packs i, f, c, o.": {"order": "fico"},
+        "sigmoid and tanh are swapped: the gates i, f, o use the sigmoid (values in (0, 1)), "
+        "the candidate and the output squash use tanh.": {"swap_activations": True},
+        "h_t = o_t ⊙ C_t is missing the tanh: h_t = o_t ⊙ tanh(C_t).": {"h_without_tanh": True},
+    }
+    return {cause: _numpy_forward(x, h0, c0, kernel, recurrent, bias, **kw) for cause, kw in variants.items()}
+
+
+def _draw(rng, batch, time, input_dim, units):
+    x = rng.normal(size=(batch, time, input_dim)).astype(np.float32)
+    h0 = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+    c0 = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+    return x, h0, c0, *_weights(rng, input_dim, units)
+
+
+def _pair(result, what: str, names: tuple[str, str]):
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        raise CheckFailed(f"{what} should return a tuple ({', '.join(names)}); you returned "
+                          f"{type(result).__name__}{'' if not isinstance(result, (tuple, list)) else f' of length {len(result)}'}.")
+    return [to_numpy(value, f"{what}[{k}] ({name})") for k, (value, name) in enumerate(zip(result, names))]
+
+
+def _expect_state(got, expected, what, *, swapped_with, label_swapped, causes,
+                  reference="keras.layers.LSTM with the same weights"):
+    """Compare one state with the reference, naming h/c mix-ups and the known mistakes."""
+    if got.shape == expected.shape and not np.allclose(got, expected, **TOLERANCE) \
+            and np.allclose(got, swapped_with, **TOLERANCE):
+        raise CheckFailed(f"{what} equals the reference's {label_swapped}: h and c are returned in the "
+                          "wrong order, or the wrong one is returned.")
+    expect_close(got, expected, what, reference=reference, likely_causes=causes, **TOLERANCE)
+
+
+@register("04.lstm_cell")
+def check_lstm_cell(lstm_cell, rng: np.random.Generator) -> str:
+    for batch, _, input_dim, units in SHAPES:
+        x, h0, c0, kernel, recurrent, bias = _draw(rng, batch, 1, input_dim, units)
+        _, h_ref, c_ref = _keras_lstm(x, h0, c0, kernel, recurrent, bias)
+        what = f"lstm_cell(x_t, h_prev, c_prev, …) with batch {batch}, input_dim {input_dim}, units {units}"
+        result = call(lstm_cell, *(tf.constant(a) for a in (x[:, 0], h0, c0, kernel, recurrent, bias)), what=what)
+        h, c = _pair(result, what, ("h_t", "c_t"))
+        mistakes = _mistakes(x, h0, c0, kernel, recurrent, bias)
+        _expect_state(h, h_ref, f"h_t from {what}", swapped_with=c_ref, label_swapped="c_t",
+                      causes={cause: m[1] for cause, m in mistakes.items()})
+        _expect_state(c, c_ref, f"c_t from {what}", swapped_with=h_ref, label_swapped="h_t",
+                      causes={cause: m[2] for cause, m in mistakes.items()})
+    return (f"agrees with keras.layers.LSTM (same weights, i, f, c, o packing) on {len(SHAPES)} shapes, "
+            "batch 1 and one unit included, within 1e-5.")
+
+
+@register("04.lstm_forward")
+def check_lstm_forward(lstm_forward, rng: np.random.Generator) -> str:
+    for batch, time, input_dim, units in SHAPES:
+        x, h0, c0, kernel, recurrent, bias = _draw(rng, batch, time, input_dim, units)
+        out_ref, h_ref, c_ref = _keras_lstm(x, h0, c0, kernel, recurrent, bias)
+        what = f"lstm_forward(x, h0, c0, …) with x of shape {list(x.shape)}, units {units}"
+        result = call(lstm_forward, *(tf.constant(a) for a in (x, h0, c0, kernel, recurrent, bias)), what=what)
+        outputs, h, c = _pair(result, what, ("outputs", "h_T", "c_T"))
+        mistakes = _mistakes(x, h0, c0, kernel, recurrent, bias)
+        if outputs.shape == (time, batch, units) and time != batch:
+            raise CheckFailed(f"outputs from {what} has shape {list(outputs.shape)} = [time, batch, units]; "
+                              f"expected [batch, time, units] = {[batch, time, units]}: stack the steps "
+                              "along axis 1 (or transpose).")
+        if outputs.shape == (batch, time + 1, units):
+            raise CheckFailed(f"outputs from {what} has {time + 1} timesteps for {time} inputs: h0 is the "
+                              "state before the first input, not an output; leave it out.")
+        cells = mistakes.pop("h_t = o_t ⊙ C_t is missing the tanh: h_t = o_t ⊙ tanh(C_t).")
+        outputs_causes = {cause: m[0] for cause, m in mistakes.items()}
+        outputs_causes["outputs holds the cell states C_t; the layer's outputs are the hidden states h_t."] = \
+            _numpy_forward(x, h0, c0, kernel, recurrent, bias)[3]
+        outputs_causes["h_t = o_t ⊙ C_t is missing the tanh: h_t = o_t ⊙ tanh(C_t)."] = cells[0]
+        expect_close(outputs, out_ref, f"outputs from {what}", reference="keras.layers.LSTM with the same weights",
+                     likely_causes=outputs_causes, **TOLERANCE)
+        _expect_state(h, h_ref, f"h_T from {what}", swapped_with=c_ref, label_swapped="c_T",
+                      causes={})
+        _expect_state(c, c_ref, f"c_T from {what}", swapped_with=h_ref, label_swapped="h_T",
+                      causes={})
+    return (f"outputs at every timestep and both final states agree with keras.layers.LSTM on {len(SHAPES)} "
+            "shapes, batch 1 and time 1 included, within 1e-5.")
+
+
+SHARED_REFERENCE = "the shared-gate cell's definition"
+
+
+def _shared_step(x, h, c, kernel, bias):
+    """The buggy cell, straight from its definition: one pre-activation for every gate."""
+    z = np.concatenate([x, h], axis=-1).astype(np.float64) @ kernel + bias
+    gate = _sigmoid(z)
+    c_new = gate * c + gate * np.tanh(z)
+    return gate * np.tanh(c_new), c_new
+
+
+@register("04.shared_gate_cell")
+def check_shared_gate_cell(shared_gate_cell, rng: np.random.Generator) -> str:
+    for batch, _, input_dim, units in SHAPES:
+        x = rng.normal(size=(batch, input_dim)).astype(np.float32)
+        h = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+        c = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+        kernel = rng.normal(scale=0.6, size=(input_dim + units, units)).astype(np.float32)
+        bias = rng.normal(scale=0.5, size=units).astype(np.float32)
+        h_ref, c_ref = _shared_step(x, h, c, kernel, bias)
+        what = f"shared_gate_cell(x_t, h_prev, c_prev, kernel, bias) with batch {batch}, input_dim {input_dim}, units {units}"
+        result = call(shared_gate_cell, *(tf.constant(a) for a in (x, h, c, kernel, bias)), what=what)
+        got_h, got_c = _pair(result, what, ("h_t", "c_t"))
+        z = np.concatenate([x, h], axis=-1).astype(np.float64) @ kernel + bias
+        gate = _sigmoid(z)
+        c_causes = {
+            "the candidate is tanh(z), not z itself: C_t = g ⊙ C_{t−1} + g ⊙ tanh(z).": gate * c + gate * z,
+            "x_t and h_prev are concatenated in the order [h_prev, x_t]; the kernel's first rows "
+            "belong to x_t: z = [x_t, h_prev] · kernel + bias.":
+                _shared_step(h, x, c, kernel, bias)[1],
+        }
+        _expect_state(got_c, c_ref, f"c_t from {what}", swapped_with=h_ref, label_swapped="h_t", causes=c_causes,
+                      reference=SHARED_REFERENCE)
+        _expect_state(got_h, h_ref, f"h_t from {what}", swapped_with=c_ref, label_swapped="c_t",
+                      reference=SHARED_REFERENCE,
+                      causes={"h_t = g ⊙ C_t is missing the tanh: h_t = g ⊙ tanh(C_t).": gate * c_ref})
+    return f"matches the shared-gate cell's definition on {len(SHAPES)} shapes, batch 1 included."
