@@ -10,7 +10,8 @@ from utils import lessons
 
 SOLUTION_PATHS = sorted(SOLUTIONS.values())
 NAMES = [path.stem for path in SOLUTION_PATHS]
-TF_NOISE = re.compile(r"oneDNN|cuda|cuDNN|absl::InitializeLog|TF_CPP_MIN_LOG_LEVEL|computation placer")
+TF_NOISE = re.compile(r"oneDNN custom operations|Could not find cuda drivers|Unable to register cu|"
+                      r"absl::InitializeLog|TF_ENABLE_ONEDNN_OPTS|computation placer|cpu_feature_guard")
 
 SOLUTION_CELL = """\
 def f(x):

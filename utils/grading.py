@@ -14,6 +14,7 @@ Student code never judges itself. For each submission the engine
 """
 import ast
 import base64
+import builtins
 import dataclasses
 import errno
 import io
@@ -257,10 +258,15 @@ def serve(channel, sandboxed: bool) -> None:
 
 
 def _remote_error(error: dict) -> Exception:
-    """An exception of the same name as the one raised in the worker, carrying its message."""
-    name = error.get("type", "Exception")
+    """An exception like the one raised in the worker: the built-in class where there is one
+    (so ``except AttributeError`` still works), else a class of the same name; never one that
+    could stop the grader, such as SystemExit."""
+    name, message = error.get("type", "Exception"), str(error.get("message", ""))
     name = name if isinstance(name, str) and name.isidentifier() else "Exception"
-    return type(name, (Exception,), {})(error.get("message", ""))
+    builtin = getattr(builtins, name, None)
+    if isinstance(builtin, type) and issubclass(builtin, Exception):
+        return builtin(message)
+    return type(name, (Exception,), {})(message)
 
 
 class Worker:

@@ -1,0 +1,192 @@
+"""The course's own text: a small English-like grammar in which verbs agree with a subject
+that may lie many words back, and the frozen corpus lesson 05 trains on.
+
+Each sentence is a subject, zero or more *fillers* (prepositional phrases and relative
+clauses, each with nouns of their own), then the main verb, which agrees in number with
+the subject, not with the nearest noun:
+
+    The old dog near the cats that the child sees runs quietly.
+
+Predicting "runs" rather than "run" takes memory: the subject's number has to be carried
+past every filler. The text is also slightly untidy on purpose, as real text is: sentences
+start with a capital, and "café" and "naïve" are written sometimes as one code point per
+accented letter (NFC) and sometimes as a letter plus a combining accent (NFD), so a text
+pipeline has to normalize and fold case before it counts words.
+
+    python -m utils.text      # regenerate data/agreement_corpus.txt and print its SHA-256
+"""
+import hashlib
+import pathlib
+import unicodedata
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CORPUS_PATH = ROOT / "data" / "agreement_corpus.txt"
+CORPUS_SEED = 5
+CORPUS_SENTENCES = 4000
+CORPUS_SHA256 = "1a48406243247522c438ebac2b9885e906efece2f0725fcb4f31bd8f9362130e"
+REGENERATE = "python -m utils.text"
+
+# (singular, plural) pairs
+NOUNS = [("dog", "dogs"), ("cat", "cats"), ("bird", "birds"), ("child", "children"),
+         ("teacher", "teachers"), ("farmer", "farmers"), ("fox", "foxes"), ("horse", "horses")]
+PLACES = [("tree", "trees"), ("house", "houses"), ("café", "cafés"), ("river", "rivers")]
+INTRANSITIVE = [("runs", "run"), ("sleeps", "sleep"), ("sings", "sing"), ("waits", "wait"),
+                ("laughs", "laugh")]
+TRANSITIVE = [("sees", "see"), ("likes", "like"), ("follows", "follow"), ("helps", "help")]
+ADJECTIVES = ["old", "young", "small", "happy", "tired", "naïve"]
+PREPOSITIONS = ["near", "behind", "with", "beside", "under"]
+ADVERBS = ["quietly", "today", "again", "slowly"]
+FILLER_COUNTS = [0, 1, 2, 3, 4]  # fillers between subject and verb, drawn uniformly
+
+
+class CorpusError(RuntimeError):
+    """The frozen corpus file is missing or is not the file the lessons were written for."""
+
+
+def _noun_phrase(rng: np.random.Generator, plural: bool, nouns=NOUNS) -> list[str]:
+    words = ["the"]
+    if rng.random() < 0.3:
+        words.append(ADJECTIVES[rng.integers(len(ADJECTIVES))])
+    words.append(nouns[rng.integers(len(nouns))][int(plural)])
+    return words
+
+
+def _filler(rng: np.random.Generator) -> list[str]:
+    """A prepositional phrase or an object relative clause, with nouns of random number."""
+    if rng.random() < 0.6:
+        nouns = NOUNS if rng.random() < 0.5 else PLACES
+        return [PREPOSITIONS[rng.integers(len(PREPOSITIONS))]] + _noun_phrase(rng, rng.random() < 0.5, nouns)
+    plural = rng.random() < 0.5  # "that the cats see": the inner verb agrees with its own subject
+    return ["that"] + _noun_phrase(rng, plural) + [TRANSITIVE[rng.integers(len(TRANSITIVE))][int(plural)]]
+
+
+def _verb_phrase(rng: np.random.Generator, plural: bool) -> list[str]:
+    if rng.random() < 0.5:
+        words = [INTRANSITIVE[rng.integers(len(INTRANSITIVE))][int(plural)]]
+    else:
+        words = [TRANSITIVE[rng.integers(len(TRANSITIVE))][int(plural)]] + _noun_phrase(rng, rng.random() < 0.5)
+    if rng.random() < 0.3:
+        words.append(ADVERBS[rng.integers(len(ADVERBS))])
+    return words
+
+
+def _untidy(words: list[str], rng: np.random.Generator) -> str:
+    """Join words into a sentence as people write it: capital first letter, a full stop,
+    and accented letters sometimes decomposed (NFD)."""
+    text = " ".join(words)
+    if rng.random() < 0.5:
+        text = unicodedata.normalize("NFD", text)
+    return text[0].upper() + text[1:] + "."
+
+
+def agreement_probes(n: int, fillers: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """``n`` sentence beginnings that stop just before the main verb, each with the verb
+    form that agrees with the subject and the form that does not.
+
+    Every probe has exactly ``fillers`` fillers, and the noun right before the verb
+    disagrees with the subject (an *attractor*), so a model that copies the number of the
+    nearest noun scores 0 and one that guesses scores 1/2. Returns
+    ``[(prefix, right_verb, wrong_verb), ...]`` in the corpus's untidy spelling.
+    """
+    rng = np.random.default_rng(seed)
+    probes = []
+    while len(probes) < n:
+        plural = rng.random() < 0.5
+        words = _noun_phrase(rng, plural)
+        for _ in range(fillers):
+            words += _filler(rng)
+        nearest_plural = words[-1] in {p for _, p in NOUNS + PLACES} | {p for _, p in TRANSITIVE}
+        if fillers and nearest_plural == plural:
+            continue  # keep only probes whose last noun (or inner verb) is an attractor
+        verbs = INTRANSITIVE[rng.integers(len(INTRANSITIVE))]
+        prefix = _untidy(words, rng)[:-1]  # without the full stop
+        probes.append((prefix, verbs[int(plural)], verbs[int(not plural)]))
+    return probes
+
+
+def generate_corpus(n: int = CORPUS_SENTENCES, seed: int = CORPUS_SEED) -> list[str]:
+    """``n`` sentences of the agreement grammar, one string each, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    sentences = []
+    for _ in range(n):
+        plural = rng.random() < 0.5
+        words = _noun_phrase(rng, plural)
+        for _ in range(rng.choice(FILLER_COUNTS)):
+            words += _filler(rng)
+        sentences.append(_untidy(words + _verb_phrase(rng, plural), rng))
+    return sentences
+
+
+def tokenize(texts):
+    """The course's text pipeline: Unicode NFKC normalization with case folding, then
+    words and punctuation split apart where the Unicode script changes.
+
+    ``texts`` is a string tensor of any batch size; returns a RaggedTensor of tokens,
+    one row per text. (Lesson 05 builds this as an exercise.)
+    """
+    import tensorflow_text as tf_text
+
+    folded = tf_text.case_fold_utf8(texts)
+    return tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(folded, "NFKC"))
+
+
+def sample_sentences(model, to_ids, to_tokens, prompts: list[str], temperature: float, seed: int = 0,
+                     max_words: int = 30) -> list[str]:
+    """Continue each prompt word by word with a language model until it writes "." (or
+    ``max_words``), sampling each next word from softmax(logits / temperature).
+
+    ``model`` maps token ids ``[batch, time]`` to next-word logits ``[batch, time, vocab]``;
+    ``to_ids`` and ``to_tokens`` are the StringLookup layers of its vocabulary.
+    """
+    import keras
+    import tensorflow as tf
+
+    seeds = keras.random.SeedGenerator(seed)
+    sentences = []
+    for prompt in prompts:
+        ids = to_ids(tokenize(tf.constant([prompt])))[0]
+        for _ in range(max_words):
+            logits = model(ids[None, :], training=False)[:, -1, :]
+            next_id = keras.random.categorical(logits / temperature, 1, seed=seeds)[0]
+            ids = tf.concat([ids, tf.cast(next_id, ids.dtype)], axis=0)
+            if to_tokens(next_id)[0] == ".":
+                break
+        words = [w.decode("utf-8") for w in to_tokens(ids).numpy()]
+        sentences.append(" ".join(words))
+    return sentences
+
+
+def sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def write_corpus(path: pathlib.Path = CORPUS_PATH) -> str:
+    """Write the corpus, one sentence per line in UTF-8, and return its SHA-256."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(("\n".join(generate_corpus()) + "\n").encode("utf-8"))
+    return sha256(path)
+
+
+def load_corpus(path: pathlib.Path = CORPUS_PATH, expected_sha256: str = CORPUS_SHA256) -> list[str]:
+    """Read the frozen corpus, after making sure it is byte for byte the one the lessons
+    were written for (their stated results depend on it)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path} is missing. Regenerate it from the repository root with: {REGENERATE}")
+    found = sha256(path)
+    if found != expected_sha256:
+        raise CorpusError(
+            f"{path} has SHA-256 {found}, expected {expected_sha256}: the file was changed or "
+            f"damaged. Regenerate it from the repository root with: {REGENERATE}"
+        )
+    return path.read_bytes().decode("utf-8").splitlines()
+
+
+if __name__ == "__main__":
+    digest = write_corpus()
+    print(f"wrote {CORPUS_PATH.relative_to(ROOT)} (SHA-256 {digest})")
+    if digest != CORPUS_SHA256:
+        print(f"note: utils/text.py expects SHA-256 {CORPUS_SHA256}")
