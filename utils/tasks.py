@@ -56,3 +56,17 @@ def adding_problem(n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.n
     x = np.stack([values, markers], axis=-1).astype(np.float32)
     y = (values[rows, first] + values[rows, second]).astype(np.float32)
     return x, y
+
+
+def periodic_streams(n: int, length: int, period: int, vocab_size: int = 16, seed: int = 0) -> np.ndarray:
+    """Token streams that repeat a random pattern of ``period`` tokens: a dependency of fixed span.
+
+    From position ``period`` on, every token equals the one ``period`` steps earlier, so a
+    language model that can look back that far predicts it perfectly, and one that cannot
+    (a Transformer whose segments are shorter than ``period``) can only guess, with accuracy
+    ``1 / vocab_size``. Returns token ids of shape ``[n, length]`` (int32).
+    """
+    rng = np.random.default_rng(seed)
+    pattern = rng.integers(0, vocab_size, size=(n, period))
+    repeats = -(-length // period)  # ceiling division
+    return np.tile(pattern, (1, repeats))[:, :length].astype(np.int32)
