@@ -175,8 +175,9 @@ def bench_layers(repeats: int, quick: bool) -> list[str]:
         for batch, steps in [(2, 8)] if quick else [(32, 64), (16, 256)]:
             x = tf.random.normal([batch, steps, heads * key_dim])
             library = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim)
-            library(x, x)
-            hand = mha["hand_mha_from_keras"](library)
+            hand = layer_class(mha)(num_heads=heads, key_dim=key_dim)
+            library(x, x), hand(x, x)
+            hand.set_weights(library.get_weights())
             rows += compare_layers(f"lesson 08 multi-head attention, {heads}×{key_dim}",
                                    f"batch {batch}, {steps} steps", hand, library, [x, x], repeats)
     return rows

@@ -1,0 +1,112 @@
+"""Lesson 06's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
+import pytest
+import tensorflow as tf
+
+from utils import checks
+from utils.checks import lesson06
+
+END = lesson06.END_ID
+
+
+def decoder_with(sample=False, feed_start=False, keep_initial_states=False, never_stop=False, drop_end=False,
+                 keep_start=False, stop_on_any=False):
+    """A greedy decoder with one chosen mistake built in (the defaults make the right one)."""
+
+    def greedy_decode(step, states, start_id, end_id, max_length):
+        batch = states[0].shape[0]
+        start = tf.fill([batch], tf.constant(start_id, tf.int32))
+        tokens, done, written, initial = start, tf.zeros([batch], tf.bool), [], states
+        for _ in range(max_length):
+            logits, new_states = step(start if feed_start else tokens, initial if keep_initial_states else states)
+            states = new_states
+            if sample:
+                tokens = tf.cast(tf.random.categorical(logits, 1, seed=1)[:, 0], tf.int32)
+            else:
+                tokens = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+            shown = tf.where(tokens == end_id, 0, tokens) if drop_end else tokens
+            written.append(shown if never_stop else tf.where(done, 0, shown))
+            done = done | (tokens == end_id)
+            if bool(tf.reduce_any(done) if stop_on_any else tf.reduce_all(done)):
+                break
+        ids = tf.stack(written, axis=1)
+        return tf.concat([start[:, None], ids], axis=1) if keep_start else ids
+
+    return greedy_decode
+
+
+def count_padding(y_true, y_pred):
+    return tf.reduce_mean(tf.cast(tf.reduce_all(y_true == y_pred, axis=1), tf.float32))
+
+
+def token_accuracy(y_true, y_pred):
+    real = y_true != 0
+    return tf.reduce_sum(tf.cast((y_true == y_pred) & real, tf.float32)) / tf.reduce_sum(tf.cast(real, tf.float32))
+
+
+def per_row(y_true, y_pred):
+    return tf.cast(tf.reduce_all((y_true == y_pred) | (y_true == 0), axis=1), tf.float32)
+
+
+def share_wrong(y_true, y_pred):
+    return 1.0 - tf.reduce_mean(per_row(y_true, y_pred))
+
+
+MUTANTS = {
+    "06.teacher_forcing": {
+        "shifted the wrong way": lambda ids: (ids[:, 1:], ids[:, :-1]),
+        "no shift": lambda ids: (ids, ids),
+        "batch axis sliced": lambda ids: (ids[:-1], ids[1:]),
+        "targets keep [start]": lambda ids: (ids[:, :-1], ids[:, :-1]),
+        "targets lose [end]": lambda ids: (ids[:, :-1], tf.where(ids[:, 1:] == END, 0, ids[:, 1:])),
+        "one sequence only": lambda ids: ids[:, 1:],
+    },
+    "06.greedy_decode": {
+        "samples instead of argmax": decoder_with(sample=True),
+        "feeds [start] every step": decoder_with(feed_start=True),
+        "states not carried": decoder_with(keep_initial_states=True),
+        "never stops at [end]": decoder_with(never_stop=True),
+        "drops the [end] token": decoder_with(drop_end=True),
+        "keeps the [start] token": decoder_with(keep_start=True),
+        "stops when the first row ends": decoder_with(stop_on_any=True),
+    },
+    "06.exact_match": {
+        "padding compared": count_padding,
+        "per-token accuracy": token_accuracy,
+        "one value per row": per_row,
+        "share of wrong rows": share_wrong,
+    },
+}
+
+
+def test_right_decoder_written_here_passes():
+    """The mutant builder with no mistake is right, so each mutant differs by one mistake."""
+    result = checks.run("06.greedy_decode", decoder_with(), seed=0)
+    assert result.status == "passed", result.message
+
+
+def test_utils_versions_pass():
+    """The lesson continues with utils.dates' versions of the exercises: they must be right."""
+    from utils import dates
+
+    for exercise, answer in [("06.teacher_forcing", dates.teacher_forcing), ("06.greedy_decode", dates.greedy_decode),
+                             ("06.exact_match", dates.exact_match)]:
+        result = checks.run(exercise, answer, seed=0)
+        assert result.status == "passed", f"{exercise}: {result.message}"
+
+
+@pytest.mark.parametrize("exercise,mutant,words", [
+    ("06.teacher_forcing", "shifted the wrong way", "wrong way"),
+    ("06.teacher_forcing", "no shift", "Nothing was cut off"),
+    ("06.teacher_forcing", "one sequence only", "pair"),
+    ("06.greedy_decode", "never stops at [end]", "must be 0"),
+    ("06.greedy_decode", "drops the [end] token", "Keep the [end] token"),
+    ("06.greedy_decode", "keeps the [start] token", "Leave out the [start] token"),
+    ("06.greedy_decode", "feeds [start] every step", "feed each step the token"),
+    ("06.greedy_decode", "samples instead of argmax", "argmax"),
+    ("06.exact_match", "padding compared", "ignore positions where y_true is 0"),
+    ("06.exact_match", "per-token accuracy", "per-token accuracy"),
+    ("06.exact_match", "one value per row", "one number"),
+])
+def test_messages_name_the_likely_cause(exercise, mutant, words):
+    message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message
+    assert words in message, message

@@ -1,0 +1,91 @@
+"""The dates task: the generator, the frozen file and its loader, the token helpers."""
+import datetime
+import shutil
+
+import numpy as np
+import pytest
+
+from utils import dates
+
+
+def test_generator_is_seeded_and_answers_are_iso_dates():
+    first, again = dates.generate_pairs(200, seed=3), dates.generate_pairs(200, seed=3)
+    assert first == again
+    assert first != dates.generate_pairs(200, seed=4)
+    for _, target in first:
+        day = datetime.date.fromisoformat(target)
+        assert dates.FIRST_DAY <= day <= dates.LAST_DAY
+
+
+def test_styles_write_the_same_day():
+    day = datetime.date(2021, 3, 3)
+    styles = dates._styles(day, np.random.default_rng(0))
+    assert len(styles) == len(dates.STYLE_WEIGHTS["train"])
+    assert "3/3/21" in styles
+    assert "the 3rd of March, 2021" in styles
+    assert any(s.startswith("Wednesday") for s in styles)  # 3 March 2021 was a Wednesday
+    assert dates._ordinal_words(23) == "twenty-third" and dates._ordinal_words(30) == "thirtieth"
+    assert dates._ordinal_digits(11) == "11th" and dates._ordinal_digits(22) == "22nd"
+    assert dates._year_words(1987, np.random.default_rng(0)) == "nineteen eighty-seven"
+
+
+def test_test_split_is_longer_on_average():
+    lengths = {split: np.mean([len(t) for t in dates.load_split(split)[0]]) for split in ("train", "test")}
+    assert lengths["test"] > lengths["train"] + 4
+
+
+def test_frozen_file_matches_the_generator(tmp_path):
+    """Regenerating writes exactly the frozen file (the checksum in utils.dates)."""
+    assert dates.write_dates(tmp_path / "dates.tsv") == dates.DATES_SHA256
+    assert dates.sha256(dates.DATES_PATH) == dates.DATES_SHA256
+    inputs, targets = dates.load_split("train")
+    assert len(inputs) == len(targets) == dates.SPLIT_SIZES["train"]
+    assert dates.DATES_PATH.stat().st_size < 1_000_000
+
+
+def test_missing_or_damaged_file_says_how_to_regenerate(tmp_path):
+    with pytest.raises(dates.DatesError, match="missing.*python -m utils.dates"):
+        dates.load_split("train", path=tmp_path / "nowhere.tsv")
+    damaged = tmp_path / "dates.tsv"
+    shutil.copy(dates.DATES_PATH, damaged)
+    with open(damaged, "a", encoding="utf-8") as file:
+        file.write("train\tsomeday\t2000-01-01\n")
+    with pytest.raises(dates.DatesError, match="changed or damaged.*python -m utils.dates"):
+        dates.load_split("train", path=damaged)
+    with pytest.raises(ValueError, match="unknown split"):
+        dates.load_split("dev")
+
+
+def test_tokens_round_trip():
+    inputs, targets = ["Wed 3/3/21", "MARCH 3, 2021"], ["2021-03-03", "1999-12-31"]
+    assert dates.characters(inputs).to_list()[1][:5] == [b"m", b"a", b"r", b"c", b"h"]  # case folded
+    lookup = dates.input_lookup(inputs)
+    ids = dates.encode_inputs(inputs, lookup).numpy()
+    assert ids.shape == (2, 13) and ids[0, 10:].tolist() == [0, 0, 0]
+    target_lookup = dates.target_lookup()
+    target_ids = dates.encode_targets(targets, target_lookup)
+    assert target_ids.shape == (2, dates.TARGET_LENGTH + 2)
+    assert dates.decode_ids(target_ids, target_lookup) == targets
+
+
+def test_length_batches_trim_padding_and_cover_the_data():
+    inputs = np.zeros((100, 30), np.int32)
+    lengths = np.arange(100) % 30 + 1
+    for row, length in enumerate(lengths):
+        inputs[row, :length] = 5
+    targets = np.arange(100)[:, None]
+    seen = []
+    for x, y in dates.length_batches(inputs, targets, 10, seed=0):
+        row_lengths = np.sum(x.numpy() != 0, axis=1)
+        assert x.shape[1] == row_lengths.max()
+        assert row_lengths.max() - row_lengths.min() <= 3  # similar lengths share a batch
+        seen += y.numpy()[:, 0].tolist()
+    assert sorted(seen) == list(range(100))
+
+
+def test_metrics_ignore_padding():
+    y_true = np.array([[5, 6, 3, 0], [5, 6, 7, 3]])
+    y_pred = np.array([[5, 6, 3, 9], [5, 6, 8, 3]])
+    assert dates.exact_match(y_true, y_pred) == 0.5
+    assert dates.character_accuracy(y_true, y_pred) == pytest.approx(6 / 7)
+    assert dates.length_buckets(["abc", "a" * 25, "a" * 70], [0, 20, 40, 60, 100]).tolist() == [0, 1, 3]

@@ -1,0 +1,166 @@
+"""Checks for lesson 07, attention.
+
+The masked softmax is compared with ``keras.layers.Softmax`` called with a mask; dot-product
+(Luong) attention with ``keras.layers.Attention``; the additive (Bahdanau) attention layer
+with ``keras.layers.AdditiveAttention`` applied to the learner's projections of the query
+and the keys, using the weights the check sets. All on random shapes (batch 1, a single
+query or key included) with padding masks that hide the end of some rows.
+
+Conventions, so that the grader can call answers in another process: every argument and
+result is a tensor, a NumPy array, a list, a tuple or a number. The layer class is only
+instantiated, called, and read or written through ``get_weights``/``set_weights``; the
+check never looks at its attributes or its type.
+"""
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def _shapes(rng: np.random.Generator) -> list[tuple[int, int, int, int, int]]:
+    """(batch, queries, keys, query_dim, value_dim): edge cases first, then random ones."""
+    return [(1, 1, 1, 3, 3), (1, 4, 1, 2, 5), (2, 1, 6, 4, 4),
+            (int(rng.integers(2, 5)), int(rng.integers(2, 7)), int(rng.integers(3, 9)), 4, 4),
+            (int(rng.integers(2, 5)), int(rng.integers(2, 7)), int(rng.integers(3, 9)), 3, 6)]
+
+
+def _mask(rng: np.random.Generator, batch: int, keys: int) -> np.ndarray:
+    """[batch, keys] booleans: each row keeps a random first part (at least one key), as
+    padding at the end of shorter inputs does; the first row is never padded."""
+    lengths = rng.integers(1, keys + 1, size=batch)
+    lengths[0] = keys
+    return np.arange(keys)[None, :] < lengths[:, None]
+
+
+def _quietly(function, *args, **kwargs):
+    """Run a Keras reference without its warning about a softmax over a single key
+    (the checks use one key on purpose: its weight must be exactly 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return function(*args, **kwargs)
+
+
+def _normal(rng, *shape, scale=1.0):
+    return (scale * rng.normal(size=shape)).astype(np.float32)
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_mistakes(scores: np.ndarray, mask: np.ndarray) -> dict:
+    """What common wrong masked softmaxes give, to name the likely cause."""
+    m = mask[:, None, :]
+    plain = _softmax(scores, -1)
+    return {
+        "the mask is ignored: padded positions must get weight 0 (add a large negative number "
+        "to their scores before the softmax).": plain,
+        "the softmax runs over the wrong axis: normalize over the keys, the last axis.":
+            _softmax(np.where(m, scores, -1e9), 1),
+        "padded weights are zeroed after the softmax, so the rest no longer sums to 1: mask "
+        "the scores before the softmax.": plain * m,
+        "the mask is the wrong way round: True means keep, False means padding.":
+            _softmax(np.where(m, -1e9, scores), -1),
+    }
+
+
+def _pair(result, what: str, names: str) -> tuple:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise CheckFailed(f"{what} should return a pair ({names}); it returned a {type(result).__name__}.")
+    return result
+
+
+@register("07.masked_softmax")
+def check_masked_softmax(masked_softmax, rng: np.random.Generator) -> str:
+    for batch, queries, keys, _, _ in _shapes(rng):
+        scores = _normal(rng, batch, queries, keys, scale=3.0)
+        mask = _mask(rng, batch, keys)
+        what = f"masked_softmax(scores {scores.shape}, mask {mask.shape})"
+        got = to_numpy(call(masked_softmax, tf.constant(scores), tf.constant(mask), what=what), what)
+        expected = _quietly(keras.layers.Softmax(), tf.constant(scores), mask=tf.constant(mask[:, None, :])).numpy()
+        expect_close(got, expected, what, **TOLERANCE, reference="keras.layers.Softmax with the mask",
+                     likely_causes=_softmax_mistakes(scores, mask))
+    return "matches keras.layers.Softmax(mask=…) for 1 to 8 keys, padded rows included."
+
+
+def _keras_dot(query, value, mask):
+    return _quietly(keras.layers.Attention(), [tf.constant(query), tf.constant(value)],
+                    mask=[None, tf.constant(mask)], return_attention_scores=True)
+
+
+def _check_attention_outputs(context, weights, reference_context, reference_weights, scores, mask, what,
+                             reference, extra_causes):
+    """Compare weights first (their mistakes have names), then the context vectors."""
+    weights = to_numpy(weights, what + " weights")
+    causes = {**_softmax_mistakes(scores, mask), **extra_causes}
+    expect_close(weights, reference_weights, what + ": the attention weights", **TOLERANCE, reference=reference,
+                 likely_causes=causes)
+    context = to_numpy(context, what + " context")
+    expect_close(context, reference_context, what + ": the context vectors (weights @ value)", **TOLERANCE,
+                 reference=reference)
+
+
+@register("07.luong_attention")
+def check_luong_attention(luong_attention, rng: np.random.Generator) -> str:
+    for batch, queries, keys, _, dim in _shapes(rng):
+        query, value = _normal(rng, batch, queries, dim), _normal(rng, batch, keys, dim)
+        mask = _mask(rng, batch, keys)
+        what = f"luong_attention(query {query.shape}, value {value.shape}, value_mask {mask.shape})"
+        result = call(luong_attention, tf.constant(query), tf.constant(value), tf.constant(mask), what=what)
+        context, weights = _pair(result, what, "context, weights")
+        reference_context, reference_weights = (t.numpy() for t in _keras_dot(query, value, mask))
+        scores = np.einsum("bqd,bkd->bqk", query, value)
+        scaled = _softmax(np.where(mask[:, None, :], scores / np.sqrt(dim), -1e9), -1)
+        _check_attention_outputs(
+            context, weights, reference_context, reference_weights, scores, mask, what,
+            "keras.layers.Attention", extra_causes={
+                "the scores are divided by √d: Luong's dot score (and keras.layers.Attention's default) "
+                "is the plain dot product q·k.": scaled})
+    return "matches keras.layers.Attention (weights and context) with padding masks, 1 to 8 keys."
+
+
+@register("07.BahdanauAttention")
+def check_bahdanau_attention(BahdanauAttention, rng: np.random.Generator) -> str:
+    for batch, queries, keys, query_dim, value_dim in _shapes(rng):
+        units = int(rng.integers(2, 6))
+        query, value = _normal(rng, batch, queries, query_dim), _normal(rng, batch, keys, value_dim)
+        mask = _mask(rng, batch, keys)
+        what = f"BahdanauAttention({units})(query {query.shape}, value {value.shape}, mask={mask.shape})"
+        layer = call(BahdanauAttention, units, what=f"BahdanauAttention({units})")
+        call(layer, tf.constant(query), tf.constant(value), tf.constant(mask), what=what)  # builds it
+        weights_now = call(layer.get_weights, what=f"{what}.get_weights()")
+        shapes = [tuple(np.shape(w)) for w in weights_now] if isinstance(weights_now, (list, tuple)) else None
+        wanted = [(query_dim, units), (value_dim, units), (units,)]
+        if shapes is None or len(shapes) != 3 or shapes[:2] != wanted[:2] or int(np.prod(shapes[2])) != units:
+            raise CheckFailed(
+                f"after one call, the layer's get_weights() gives shapes {shapes}; expected three weights, "
+                f"created in build in this order: W_query {wanted[0]}, W_key {wanted[1]}, v {wanted[2]}."
+            )
+        w_query, w_key = _normal(rng, query_dim, units), _normal(rng, value_dim, units)
+        v = _normal(rng, units)
+        call(layer.set_weights, [w_query, w_key, v.reshape(shapes[2])], what=f"{what}.set_weights(...)")
+        result = call(layer, tf.constant(query), tf.constant(value), tf.constant(mask), what=what)
+        context, weights = _pair(result, what, "context, weights")
+
+        projected_query, projected_key = query @ w_query, value @ w_key
+        reference = keras.layers.AdditiveAttention(use_scale=True)
+        reference.build([projected_query.shape, value.shape, projected_key.shape])
+        reference.set_weights([v])
+        reference_context, reference_weights = (t.numpy() for t in _quietly(
+            reference, [tf.constant(projected_query), tf.constant(value), tf.constant(projected_key)],
+            mask=[None, tf.constant(mask)], return_attention_scores=True))
+        summed = projected_query[:, :, None, :] + projected_key[:, None, :, :]
+        scores = np.sum(v * np.tanh(summed), axis=-1)
+        _check_attention_outputs(
+            context, weights, reference_context, reference_weights, scores, mask, what,
+            "keras.layers.AdditiveAttention on your projections", extra_causes={
+                "no tanh: the score is v · tanh(q W_query + k W_key).": _softmax(np.where(
+                    mask[:, None, :], np.sum(v * summed, axis=-1), -1e9), -1)})
+    return ("matches keras.layers.AdditiveAttention on the projected query and keys, with padding masks, "
+            "for query and value sizes that differ.")
