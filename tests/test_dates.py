@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from utils import dates
+from utils import dates, tasks
 
 
 def test_generator_is_seeded_and_answers_are_iso_dates():
@@ -37,7 +37,7 @@ def test_test_split_is_longer_on_average():
 def test_frozen_file_matches_the_generator(tmp_path):
     """Regenerating writes exactly the frozen file (the checksum in utils.dates)."""
     assert dates.write_dates(tmp_path / "dates.tsv") == dates.DATES_SHA256
-    assert dates.sha256(dates.DATES_PATH) == dates.DATES_SHA256
+    assert tasks.sha256(dates.DATES_PATH) == dates.DATES_SHA256
     inputs, targets = dates.load_split("train")
     assert len(inputs) == len(targets) == dates.SPLIT_SIZES["train"]
     assert dates.DATES_PATH.stat().st_size < 1_000_000

@@ -4,11 +4,11 @@ import unicodedata
 
 import pytest
 
-from utils import text
+from utils import tasks, text
 
 
 def test_the_frozen_file_is_what_the_generator_makes():
-    assert text.sha256(text.CORPUS_PATH) == text.CORPUS_SHA256, (
+    assert tasks.sha256(text.CORPUS_PATH) == text.CORPUS_SHA256, (
         f"data/agreement_corpus.txt differs from its stored checksum: run {text.REGENERATE}"
     )
     assert text.load_corpus() == text.generate_corpus()

@@ -19,10 +19,11 @@ The splits were generated once from a fixed seed and frozen in ``data/dates.tsv`
     python -m utils.dates      # regenerate data/dates.tsv and print its SHA-256
 """
 import datetime
-import hashlib
 import pathlib
 
 import numpy as np
+
+from utils import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATES_PATH = ROOT / "data" / "dates.tsv"
@@ -48,7 +49,7 @@ TARGET_CHARACTERS = list("0123456789-")
 TARGET_LENGTH = 10  # "YYYY-MM-DD"
 
 
-class DatesError(RuntimeError):
+class DatesError(tasks.DataFileError):
     """The frozen dates file is missing or is not the file the lessons were written for."""
 
 
@@ -140,10 +141,6 @@ def generate_splits(seed: int = DATES_SEED) -> dict[str, list[tuple[str, str]]]:
             for i, (split, size) in enumerate(SPLIT_SIZES.items())}
 
 
-def sha256(path: pathlib.Path) -> str:
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
 def write_dates(path: pathlib.Path = DATES_PATH) -> str:
     """Write all splits as a UTF-8 TSV file with a header line; return its SHA-256."""
     path = pathlib.Path(path)
@@ -152,7 +149,7 @@ def write_dates(path: pathlib.Path = DATES_PATH) -> str:
     for split, pairs in generate_splits().items():
         lines += [f"{split}\t{source}\t{target}" for source, target in pairs]
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
-    return sha256(path)
+    return tasks.sha256(path)
 
 
 def load_split(split: str, path: pathlib.Path = DATES_PATH,
@@ -162,16 +159,8 @@ def load_split(split: str, path: pathlib.Path = DATES_PATH,
     written for (their stated results depend on it)."""
     if split not in SPLIT_SIZES:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SIZES)}")
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DatesError(f"{path} is missing. Regenerate it from the repository root with: {REGENERATE}")
-    found = sha256(path)
-    if found != expected_sha256:
-        raise DatesError(
-            f"{path} has SHA-256 {found}, expected {expected_sha256}: the file was changed or "
-            f"damaged. Regenerate it from the repository root with: {REGENERATE}"
-        )
-    rows = [line.split("\t") for line in path.read_bytes().decode("utf-8").splitlines()[1:]]
+    text = tasks.read_data_file(path, expected_sha256, REGENERATE, DatesError)
+    rows = [line.split("\t") for line in text.splitlines()[1:]]
     inputs = [row[1] for row in rows if row[0] == split]
     targets = [row[2] for row in rows if row[0] == split]
     return inputs, targets

@@ -3,6 +3,9 @@
 Every generator takes a ``seed`` and returns NumPy arrays, so a lesson (and its checks)
 can make the same data on any machine without downloading anything.
 """
+import hashlib
+import pathlib
+
 import numpy as np
 
 
@@ -70,3 +73,30 @@ def periodic_streams(n: int, length: int, period: int, vocab_size: int = 16, see
     pattern = rng.integers(0, vocab_size, size=(n, period))
     repeats = -(-length // period)  # ceiling division
     return np.tile(pattern, (1, repeats))[:, :length].astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------
+# Frozen data files in data/: generated once, checked every time they are read.
+
+
+class DataFileError(RuntimeError):
+    """A file in data/ is missing or is not the file the lessons were written for."""
+
+
+def sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def read_data_file(path: pathlib.Path, expected_sha256: str, regenerate: str,
+                   error: type[DataFileError] = DataFileError) -> str:
+    """The text of a frozen data file, after making sure it is byte for byte the one the
+    lessons were written for (their stated results depend on it); otherwise ``error`` says
+    what is wrong and the command that makes the file again."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise error(f"{path} is missing. Regenerate it from the repository root with: {regenerate}")
+    found = sha256(path)
+    if found != expected_sha256:
+        raise error(f"{path} has SHA-256 {found}, expected {expected_sha256}: the file was changed or "
+                    f"damaged. Regenerate it from the repository root with: {regenerate}")
+    return path.read_bytes().decode("utf-8")

@@ -15,11 +15,12 @@ pipeline has to normalize and fold case before it counts words.
 
     python -m utils.text      # regenerate data/agreement_corpus.txt and print its SHA-256
 """
-import hashlib
 import pathlib
 import unicodedata
 
 import numpy as np
+
+from utils import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS_PATH = ROOT / "data" / "agreement_corpus.txt"
@@ -41,7 +42,7 @@ ADVERBS = ["quietly", "today", "again", "slowly"]
 FILLER_COUNTS = [0, 1, 2, 3, 4]  # fillers between subject and verb, drawn uniformly
 
 
-class CorpusError(RuntimeError):
+class CorpusError(tasks.DataFileError):
     """The frozen corpus file is missing or is not the file the lessons were written for."""
 
 
@@ -158,31 +159,18 @@ def sample_sentences(model, to_ids, to_tokens, prompts: list[str], temperature: 
     return sentences
 
 
-def sha256(path: pathlib.Path) -> str:
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-
-
 def write_corpus(path: pathlib.Path = CORPUS_PATH) -> str:
     """Write the corpus, one sentence per line in UTF-8, and return its SHA-256."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\n".join(generate_corpus()) + "\n").encode("utf-8"))
-    return sha256(path)
+    return tasks.sha256(path)
 
 
 def load_corpus(path: pathlib.Path = CORPUS_PATH, expected_sha256: str = CORPUS_SHA256) -> list[str]:
     """Read the frozen corpus, after making sure it is byte for byte the one the lessons
     were written for (their stated results depend on it)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path} is missing. Regenerate it from the repository root with: {REGENERATE}")
-    found = sha256(path)
-    if found != expected_sha256:
-        raise CorpusError(
-            f"{path} has SHA-256 {found}, expected {expected_sha256}: the file was changed or "
-            f"damaged. Regenerate it from the repository root with: {REGENERATE}"
-        )
-    return path.read_bytes().decode("utf-8").splitlines()
+    return tasks.read_data_file(path, expected_sha256, REGENERATE, CorpusError).splitlines()
 
 
 if __name__ == "__main__":
