@@ -1,4 +1,6 @@
 """A smoke test of the benchmark command at its smallest sizes (the real run is never part of pytest)."""
+import time
+
 from utils import bench
 
 
@@ -17,3 +19,17 @@ def test_quick_benchmark_writes_every_part(tmp_path, capsys):
 def test_spread_gives_median_and_range():
     assert bench.spread([3.0, 1.0, 2.0], 1) == "2.0 (1.0–3.0)"
     assert bench.spread([4.0]) == "4.00"
+
+
+def test_seconds_per_call_averages_over_enough_calls():
+    calls = []
+
+    def sleepy():
+        calls.append(1)
+        time.sleep(0.01)
+
+    seconds = bench.seconds_per_call(sleepy, min_seconds=0.05)
+    assert len(calls) >= 5
+    assert 0.01 <= seconds < 0.05
+    calls.clear()
+    assert bench.seconds_per_call(lambda: calls.append(1), min_seconds=0.0) >= 0 and len(calls) == 1

@@ -86,17 +86,6 @@ def layer_class(namespace: dict) -> type:
     return found[0]
 
 
-def timed(function, repeats: int) -> list[float]:
-    """Wall seconds of ``function()`` over ``repeats`` runs, after one warm-up run."""
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 # --- 1. course runtime --------------------------------------------------------------------
 
 
@@ -125,8 +114,21 @@ def bench_runtime(repeats: int, quick: bool) -> list[str]:
 # --- 2. hand-built layers against Keras's ----------------------------------------------------
 
 
-def seconds_per_batch(layer, inputs, repeats: int, backward: bool) -> list[float]:
-    """Wall seconds of one compiled call of ``layer`` (forward, or forward and backward)."""
+MIN_SAMPLE_SECONDS = 0.3  # one call of a small layer takes milliseconds: too short to time alone
+
+
+def seconds_per_call(function, min_seconds: float = MIN_SAMPLE_SECONDS) -> float:
+    """Mean wall seconds of ``function()`` over as many calls as fill ``min_seconds``."""
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds or calls == 0:
+        function()
+        calls += 1
+    return elapsed / calls
+
+
+def compiled_call(layer, inputs, backward: bool):
+    """A function running one compiled call of ``layer`` (forward, or forward and backward)
+    on ``inputs`` and waiting for its result."""
 
     @tf.function
     def run(*args):
@@ -136,15 +138,21 @@ def seconds_per_batch(layer, inputs, repeats: int, backward: bool) -> list[float
             loss = tf.reduce_sum(layer(*args))
         return tape.gradient(loss, layer.trainable_variables)
 
-    return timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), run(*inputs)), repeats)
+    return lambda: tf.nest.map_structure(lambda t: t.numpy(), run(*inputs))
 
 
 def compare_layers(name: str, size: str, hand, library, inputs, repeats: int) -> list[str]:
-    """Table rows for a hand-built layer against Keras's, forward and forward+backward."""
+    """Table rows for a hand-built layer against Keras's, forward and forward+backward.
+    The two are timed in turn within each repetition, so a busy moment of the machine
+    slows both alike, and each repetition gives one ratio."""
     rows = []
     for backward in (False, True):
-        hand_s = seconds_per_batch(hand, inputs, repeats, backward)
-        keras_s = seconds_per_batch(library, inputs, repeats, backward)
+        hand_call, keras_call = compiled_call(hand, inputs, backward), compiled_call(library, inputs, backward)
+        hand_call(), keras_call()  # warm-up: tracing and compiling
+        hand_s, keras_s = [], []
+        for _ in range(repeats):
+            hand_s.append(seconds_per_call(hand_call))
+            keras_s.append(seconds_per_call(keras_call))
         ratio = [k / h for h, k in zip(hand_s, keras_s)]
         rows.append(f"| {name} | {size} | {'forward+backward' if backward else 'forward'} | "
                     f"{spread([s * 1e3 for s in hand_s])} | {spread([s * 1e3 for s in keras_s])} | "
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     report = ["# Benchmarks", "",
               f"Measured by `python -m utils.bench{' --quick' if args.quick else ''} --repeats {args.repeats}` "
               f"on {datetime.date.today().isoformat()}.", "", f"Machine: {machine()}.", "",
-              "Each figure is the median over the repetitions, with the spread (min–max) in brackets."]
+              "Each figure is the median over the repetitions, with the spread (min–max) in brackets. "
+              f"A layer's time in one repetition is the mean over as many calls as fill {MIN_SAMPLE_SECONDS} s."]
     for part in args.parts:
         title, bench = sections[part]
         print(f"measuring: {title} …", file=sys.stderr, flush=True)
