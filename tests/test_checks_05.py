@@ -1,5 +1,6 @@
 """Lesson 05's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -227,3 +228,24 @@ def test_messages_name_the_likely_cause(exercise, mutant, words):
     for seed in SEEDS:
         message = checks.run(exercise, MUTANTS[exercise][mutant], seed=seed).message
         assert words in message, f"seed {seed}: {message}"
+
+
+def test_perplexity_cases_stay_finite_in_float32():
+    """Large logits once drew cases whose true perplexity overflows float32, failing right answers."""
+    from utils.checks import lesson05
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        logits, targets, _ = lesson05._perplexity_case(rng, 1, 1, 2, 30.0)
+        assert np.isfinite(lesson05._keras_perplexity(targets, logits))
+
+
+@pytest.mark.parametrize("exercise,answer,status", [
+    ("05.perplexity", lambda: answers()["perplexity"], "passed"),
+    ("05.build_vocabulary", lambda: MUTANTS["05.build_vocabulary"]["max_size ignored"], "failed"),
+])
+def test_randomised_checks_agree_over_many_seeds(exercise, answer, status):
+    """A right answer passes and a wrong one fails on every draw, not just on the usual seeds."""
+    for seed in range(40):
+        result = checks.run(exercise, answer(), seed=seed)
+        assert result.status == status, f"seed {seed}: {result.message}"

@@ -220,16 +220,20 @@ def bench_grading(repeats: int, quick: bool) -> list[str]:
     for path in paths:
         data = path.read_bytes()
         for jobs in (1,) if quick else (1, 2):
-            samples = []
+            samples, short = [], []
             for _ in range(repeats):
                 start = time.perf_counter()
                 with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                     results = list(pool.map(lambda _: grading.grade_notebook(data, path.stem), range(jobs)))
                 samples.append((time.perf_counter() - start) / jobs)
-                if any(r.points != r.max_points for r in results):
-                    raise RuntimeError(f"grading the solution of {path.stem} did not give full marks")
+                short += [r for r in results if r.points != r.max_points]
+            for result in short:  # a solution must score full marks: say so, and go on measuring
+                failed = [f"{e.exercise}: {e.status}: {e.message}" for e in result.exercises if e.points < e.max_points]
+                print(f"{path.stem}: the solution scored {result.points}/{result.max_points}", *failed,
+                      sep="\n  ", file=sys.stderr)
+            warning = f"; **the solution lost points in {len(short)} gradings**" if short else ""
             rows.append(f"| {path.stem} (solution) | {jobs} | {spread(samples, 1)} | "
-                        f"{verdict(statistics.median(samples) <= TARGETS['grading'])} |")
+                        f"{verdict(statistics.median(samples) <= TARGETS['grading'])}{warning} |")
     return rows
 
 
