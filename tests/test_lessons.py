@@ -3,7 +3,6 @@ import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from solved import SOLUTIONS
 from utils import lessons
@@ -175,8 +174,7 @@ def test_fresh_lesson_fails_only_in_exercises(solution):
     yet", and no other cell fails."""
     path = lessons.lesson_path(solution)
     lesson = nbformat.read(path, as_version=4)
-    NotebookClient(lesson, timeout=lessons.CELL_TIMEOUT, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    lessons.run(lesson, path.parent, allow_errors=True)
     for index, cell in enumerate(lesson.cells):
         errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         if lessons.is_check_cell(cell):

@@ -90,8 +90,6 @@ def layer_class(namespace: dict) -> type:
 
 
 def bench_runtime(repeats: int, quick: bool) -> list[str]:
-    from nbclient import NotebookClient
-
     paths = lessons.solution_paths()[:1] if quick else lessons.solution_paths()
     rows = ["| notebook | seconds | target ≤ 150 s |", "|---|---|---|"]
     medians = []
@@ -99,10 +97,8 @@ def bench_runtime(repeats: int, quick: bool) -> list[str]:
         samples = []
         for _ in range(repeats):
             notebook = nbformat.read(path, as_version=4)
-            client = NotebookClient(notebook, timeout=lessons.CELL_TIMEOUT, kernel_name="python3",
-                                    resources={"metadata": {"path": str(path.parent)}})
             start = time.perf_counter()
-            client.execute()
+            lessons.run(notebook, path.parent)
             samples.append(time.perf_counter() - start)
         medians.append(statistics.median(samples))
         rows.append(f"| {path.stem} | {spread(samples, 1)} | {verdict(medians[-1] <= TARGETS['notebook'])} |")

@@ -145,17 +145,22 @@ def build(check: bool = False) -> int:
     return 0
 
 
+def run(notebook: nbformat.NotebookNode, folder: pathlib.Path, allow_errors: bool = False) -> None:
+    """Execute a notebook in place, top to bottom, in a fresh kernel started in ``folder``
+    (so its set-up cell finds ``utils`` as it would in Jupyter)."""
+    from nbclient import NotebookClient
+
+    NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+
+
 def execute(path: pathlib.Path) -> None:
     """Run a solution notebook top to bottom in its own folder and store its outputs.
 
     This is how the stored outputs in ``solutions/`` are made: by their own code.
     """
-    from nbclient import NotebookClient
-
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    run(notebook, path.parent)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
     nbformat.write(notebook, path)
