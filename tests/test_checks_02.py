@@ -31,7 +31,7 @@ def sgd_with(update):
 
 
 MUTANTS = {
-    "02.dense": {
+    "02-dense": {
         "bias missing": lambda x, W, b, activation: activation(x @ W),
         "bias added after the activation": lambda x, W, b, activation: activation(x @ W) + b,
         "activation ignored": lambda x, W, b, activation: x @ W + b,
@@ -40,7 +40,7 @@ MUTANTS = {
                                                                  + tf.cast(b, tf.float32)),
         "always relu": lambda x, W, b, activation: tf.nn.relu(x @ W + b),
     },
-    "02.binary_cross_entropy": {
+    "02-binary_cross_entropy": {
         "sum instead of mean": lambda y, p: -tf.reduce_sum(bce_terms(y, p)),
         "minus sign missing": lambda y, p: tf.reduce_mean(bce_terms(y, p)),
         "no (1 − y) term": lambda y, p: -tf.reduce_mean(y * tf.math.log(tf.clip_by_value(p, EPS, 1 - EPS))),
@@ -53,7 +53,7 @@ MUTANTS = {
         "per-example losses, not averaged": lambda y, p: -bce_terms(y, p),
         "log10": lambda y, p: -tf.reduce_mean(bce_terms(y, p)) / np.log(10.0),
     },
-    "02.binary_cross_entropy_from_logits": {
+    "02-binary_cross_entropy_from_logits": {
         "sum instead of mean": lambda y, z: tf.reduce_sum(stable_terms(y, z)),
         "through clipped probabilities": lambda y, z: -tf.reduce_mean(bce_terms(y, tf.math.sigmoid(z))),
         "naive log(1 + exp(−z))": lambda y, z: tf.reduce_mean(z - z * y + tf.math.log(1.0 + tf.exp(-z))),
@@ -62,7 +62,7 @@ MUTANTS = {
         "max term missing": lambda y, z: tf.reduce_mean(-z * y + tf.math.log1p(tf.exp(-tf.abs(z)))),
         "logits used as probabilities": lambda y, z: -tf.reduce_mean(bce_terms(y, z)),
     },
-    "02.sgd_step": {
+    "02-sgd_step": {
         "weight-decay term missing": sgd_with(lambda p, g, lr, wd: p - lr * g),
         "decay applied after the step": sgd_with(lambda p, g, lr, wd: (p - lr * g) * (1 - lr * wd)),
         "decay not scaled by the learning rate": sgd_with(lambda p, g, lr, wd: p - lr * g - wd * p),
@@ -79,13 +79,13 @@ MUTANTS = {
 def test_reasonable_variants_pass():
     """Answers that differ from the solution only in harmless ways are accepted."""
     variants = {
-        "02.dense": lambda x, W, b, activation: activation(tf.einsum("bi,iu->bu", x, W) + b[None, :]),
+        "02-dense": lambda x, W, b, activation: activation(tf.einsum("bi,iu->bu", x, W) + b[None, :]),
         # ε inside the log instead of clipping: ≈1% off Keras at exact 0 and 1, still fine
-        "02.binary_cross_entropy": lambda y, p: -tf.reduce_mean(
+        "02-binary_cross_entropy": lambda y, p: -tf.reduce_mean(
             y * tf.math.log(p + EPS) + (1 - y) * tf.math.log(1 - p + EPS)),
-        "02.binary_cross_entropy_from_logits":
+        "02-binary_cross_entropy_from_logits":
             lambda y, z: tf.reduce_mean(tf.nn.softplus(z) - z * y),
-        "02.sgd_step": lambda params, grads, lr, wd: tuple(
+        "02-sgd_step": lambda params, grads, lr, wd: tuple(
             (1 - lr * wd) * p - lr * g for p, g in zip(params, grads)),
     }
     for exercise, answer in variants.items():
@@ -106,16 +106,16 @@ def test_messages_name_the_likely_cause():
     def message(exercise, mutant):
         return checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message
 
-    assert "mean" in message("02.binary_cross_entropy", "sum instead of mean")
-    assert "clip" in message("02.binary_cross_entropy", "no clipping: inf at 0 and 1")
-    assert "1e-7" in message("02.binary_cross_entropy", "epsilon too large")
-    assert "tf.reduce_mean" in message("02.binary_cross_entropy", "per-example losses, not averaged")
-    assert "capped near 16" in message("02.binary_cross_entropy_from_logits", "through clipped probabilities")
-    assert "stable form" in message("02.binary_cross_entropy_from_logits", "naive log(1 + exp(−z))")
-    assert "tf.where" in message("02.binary_cross_entropy_from_logits",
+    assert "mean" in message("02-binary_cross_entropy", "sum instead of mean")
+    assert "clip" in message("02-binary_cross_entropy", "no clipping: inf at 0 and 1")
+    assert "1e-7" in message("02-binary_cross_entropy", "epsilon too large")
+    assert "tf.reduce_mean" in message("02-binary_cross_entropy", "per-example losses, not averaged")
+    assert "capped near 16" in message("02-binary_cross_entropy_from_logits", "through clipped probabilities")
+    assert "stable form" in message("02-binary_cross_entropy_from_logits", "naive log(1 + exp(−z))")
+    assert "tf.where" in message("02-binary_cross_entropy_from_logits",
                                  "tf.where with an overflowing discarded branch")
-    assert "weight-decay term" in message("02.sgd_step", "weight-decay term missing")
-    assert "already-updated" in message("02.sgd_step", "decay applied after the step")
-    assert "not scaled by the learning rate" in message("02.sgd_step", "decay not scaled by the learning rate")
-    assert "before adding b" in message("02.dense", "bias added after the activation")
-    assert "transposed" in message("02.dense", "W transposed")
+    assert "weight-decay term" in message("02-sgd_step", "weight-decay term missing")
+    assert "already-updated" in message("02-sgd_step", "decay applied after the step")
+    assert "not scaled by the learning rate" in message("02-sgd_step", "decay not scaled by the learning rate")
+    assert "before adding b" in message("02-dense", "bias added after the activation")
+    assert "transposed" in message("02-dense", "W transposed")

@@ -55,7 +55,7 @@ def global_norm_of(grads):
 
 
 MUTANTS = {
-    "03.rnn_cell": {
+    "03-rnn_cell": {
         "kernel and recurrent_kernel swapped": cell_with(swap=True),
         "ReLU instead of tanh": cell_with(activation=tf.nn.relu),
         "sigmoid instead of tanh": cell_with(activation=tf.sigmoid),
@@ -66,7 +66,7 @@ MUTANTS = {
         "tanh of the input part only":
             lambda x_t, h_prev, kernel, recurrent_kernel, bias: tf.tanh(x_t @ kernel + bias) + h_prev @ recurrent_kernel,
     },
-    "03.rnn_forward": {
+    "03-rnn_forward": {
         "h0 ignored": forward_with(start_from_zero=True),
         "returns h0 … h_{T-1}": forward_with(keep_h0=True),
         "state never fed back": forward_with(feed_back=False),
@@ -77,7 +77,7 @@ MUTANTS = {
         "time-major output": forward_with(time_major=True),
         "a Python list of states": forward_with(as_list=True),
     },
-    "03.clip_by_global_norm": {
+    "03-clip_by_global_norm": {
         "each tensor clipped separately": clip_each,
         "always rescaled to max_norm":
             lambda grads, max_norm: ([g * max_norm / global_norm_of(grads) for g in grads], global_norm_of(grads)),
@@ -96,24 +96,24 @@ MUTANTS = {
 
 def test_reference_mutants_are_right():
     """The unmutated helpers above are correct, so each mutant differs by its one mistake."""
-    assert checks.run("03.rnn_cell", right_cell).status == "passed"
-    assert checks.run("03.rnn_forward", forward_with()).status == "passed"
-    assert checks.run("03.clip_by_global_norm", tf.clip_by_global_norm).status == "passed"
+    assert checks.run("03-rnn_cell", right_cell).status == "passed"
+    assert checks.run("03-rnn_forward", forward_with()).status == "passed"
+    assert checks.run("03-clip_by_global_norm", tf.clip_by_global_norm).status == "passed"
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("03.rnn_cell", "ReLU instead of tanh", "ReLU instead of tanh"),
-    ("03.rnn_cell", "kernel and recurrent_kernel swapped", "multiplies h_prev"),
-    ("03.rnn_cell", "recurrent kernel transposed", "transposed"),
-    ("03.rnn_forward", "h0 ignored", "h0 is ignored"),
-    ("03.rnn_forward", "returns h0 … h_{T-1}", "shifted by one step"),
-    ("03.rnn_forward", "state never fed back", "feed each new state back"),
-    ("03.rnn_forward", "last state only", "not only the last one"),
-    ("03.rnn_forward", "a Python list of states", "tf.stack"),
-    ("03.clip_by_global_norm", "each tensor clipped separately", "clipped on its own"),
-    ("03.clip_by_global_norm", "always rescaled to max_norm", "below max_norm"),
-    ("03.clip_by_global_norm", "square root missing", "square root"),
-    ("03.clip_by_global_norm", "sum of per-tensor norms", "sum of the tensors' own norms"),
+    ("03-rnn_cell", "ReLU instead of tanh", "ReLU instead of tanh"),
+    ("03-rnn_cell", "kernel and recurrent_kernel swapped", "multiplies h_prev"),
+    ("03-rnn_cell", "recurrent kernel transposed", "transposed"),
+    ("03-rnn_forward", "h0 ignored", "h0 is ignored"),
+    ("03-rnn_forward", "returns h0 … h_{T-1}", "shifted by one step"),
+    ("03-rnn_forward", "state never fed back", "feed each new state back"),
+    ("03-rnn_forward", "last state only", "not only the last one"),
+    ("03-rnn_forward", "a Python list of states", "tf.stack"),
+    ("03-clip_by_global_norm", "each tensor clipped separately", "clipped on its own"),
+    ("03-clip_by_global_norm", "always rescaled to max_norm", "below max_norm"),
+    ("03-clip_by_global_norm", "square root missing", "square root"),
+    ("03-clip_by_global_norm", "sum of per-tensor norms", "sum of the tensors' own norms"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     assert words in checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -54,7 +54,7 @@ def shared_with(concat_hx=False, no_tanh_candidate=False, no_tanh_h=False, separ
 
 
 MUTANTS = {
-    "04.lstm_cell": {
+    "04-lstm_cell": {
         "gate order i, c, f, o": cell_with(order="icfo"),
         "gate order i, f, o, c": cell_with(order="ifoc"),
         "input and forget swapped": cell_with(order="fico"),
@@ -65,7 +65,7 @@ MUTANTS = {
         "relu candidate": cell_with(squash=tf.nn.relu),
         "returns h only": lambda *args: cell_with()(*args)[0],
     },
-    "04.lstm_forward": {
+    "04-lstm_forward": {
         "gate order i, c, f, o": forward_with(cell_with(order="icfo")),
         "sigmoid and tanh swapped": forward_with(cell_with(gate=tf.tanh, squash=tf.sigmoid)),
         "outputs include h0": forward_with(keep_h0=True),
@@ -75,7 +75,7 @@ MUTANTS = {
         "h never updated": forward_with(reuse_h0=True),
         "last step only": forward_with(last_only=True),
     },
-    "04.shared_gate_cell": {
+    "04-shared_gate_cell": {
         "[h, x] concatenation": shared_with(concat_hx=True),
         "candidate without tanh": shared_with(no_tanh_candidate=True),
         "h without tanh": shared_with(no_tanh_h=True),
@@ -87,23 +87,23 @@ MUTANTS = {
 
 def test_right_answers_written_here_pass():
     """The mutant builders with no mistake are right, so each mutant differs by one mistake."""
-    for exercise, answer in [("04.lstm_cell", cell_with()), ("04.lstm_forward", forward_with()),
-                             ("04.shared_gate_cell", shared_with())]:
+    for exercise, answer in [("04-lstm_cell", cell_with()), ("04-lstm_forward", forward_with()),
+                             ("04-shared_gate_cell", shared_with())]:
         result = checks.run(exercise, answer, seed=0)
         assert result.status == "passed", result.message
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("04.lstm_cell", "gate order i, c, f, o", "i, f, c, o"),
-    ("04.lstm_cell", "sigmoid and tanh swapped", "sigmoid and tanh are swapped"),
-    ("04.lstm_cell", "returns (c, h)", "h and c"),
-    ("04.lstm_cell", "h without tanh", "missing the tanh"),
-    ("04.lstm_forward", "gate order i, c, f, o", "i, f, c, o"),
-    ("04.lstm_forward", "outputs are the cell states", "cell states"),
-    ("04.lstm_forward", "final h and c swapped", "h and c"),
-    ("04.lstm_forward", "outputs [time, batch, units]", "[batch, time, units]"),
-    ("04.lstm_forward", "outputs include h0", "h0"),
-    ("04.shared_gate_cell", "[h, x] concatenation", "[x_t, h_prev]"),
+    ("04-lstm_cell", "gate order i, c, f, o", "i, f, c, o"),
+    ("04-lstm_cell", "sigmoid and tanh swapped", "sigmoid and tanh are swapped"),
+    ("04-lstm_cell", "returns (c, h)", "h and c"),
+    ("04-lstm_cell", "h without tanh", "missing the tanh"),
+    ("04-lstm_forward", "gate order i, c, f, o", "i, f, c, o"),
+    ("04-lstm_forward", "outputs are the cell states", "cell states"),
+    ("04-lstm_forward", "final h and c swapped", "h and c"),
+    ("04-lstm_forward", "outputs [time, batch, units]", "[batch, time, units]"),
+    ("04-lstm_forward", "outputs include h0", "h0"),
+    ("04-shared_gate_cell", "[h, x] concatenation", "[x_t, h_prev]"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -167,7 +167,7 @@ def no_lstm_at_all(time_steps, features, units):
 
 
 MUTANTS = {
-    "05.tokenize": {
+    "05-tokenize": {
         "no case folding": no_case_folding,
         "lower() instead of case folding, no normalization": lowercase_only,
         "whitespace tokenizer": whitespace_split,
@@ -175,7 +175,7 @@ MUTANTS = {
         "dense padded tensor": padded_dense,
         "NFD": nfd,
     },
-    "05.build_vocabulary": {
+    "05-build_vocabulary": {
         "least frequent first": least_frequent_first,
         "first-seen order": first_seen_order,
         "padding and [UNK] included": with_reserved_tokens,
@@ -183,7 +183,7 @@ MUTANTS = {
         "one too few": one_too_few,
         "max_size ignored": ignores_max_size,
     },
-    "05.perplexity": {
+    "05-perplexity": {
         "padding counted": padding_counted,
         "cross-entropy, no exp": cross_entropy_only,
         "summed": summed,
@@ -191,7 +191,7 @@ MUTANTS = {
         "log of softmax underflows": log_of_softmax,
         "base 2": base_two,
     },
-    "05.sample_with_temperature": {
+    "05-sample_with_temperature": {
         "temperature multiplied": temperature_multiplied,
         "temperature ignored": temperature_ignored,
         "argmax": argmax,
@@ -199,7 +199,7 @@ MUTANTS = {
         "one sample only": one_sample_only,
         "float ids": floats,
     },
-    "05.build_autoencoder": {
+    "05-build_autoencoder": {
         "the broken original": the_broken_original,
         "decoder drops the time axis": decoder_returns_last_output_only,
         "RepeatVector(units)": repeated_units_times,
@@ -209,20 +209,20 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("05.tokenize", "no case folding", "case_fold_utf8"),
-    ("05.tokenize", "whitespace tokenizer", "UnicodeScriptTokenizer"),
-    ("05.tokenize", "dense padded tensor", "RaggedTensor"),
-    ("05.build_vocabulary", "least frequent first", "most frequent"),
-    ("05.build_vocabulary", "padding and [UNK] included", "StringLookup adds"),
-    ("05.perplexity", "padding counted", "padding counted"),
-    ("05.perplexity", "cross-entropy, no exp", "exponential"),
-    ("05.perplexity", "log of softmax underflows", "log_softmax"),
-    ("05.sample_with_temperature", "temperature multiplied", "multiplied by the temperature"),
-    ("05.sample_with_temperature", "temperature ignored", "temperature is ignored"),
-    ("05.sample_with_temperature", "argmax", "argmax"),
-    ("05.sample_with_temperature", "probabilities passed as logits", "probabilities were passed"),
-    ("05.build_autoencoder", "the broken original", "RepeatVector"),
-    ("05.build_autoencoder", "decoder drops the time axis", "return_sequences=True"),
+    ("05-tokenize", "no case folding", "case_fold_utf8"),
+    ("05-tokenize", "whitespace tokenizer", "UnicodeScriptTokenizer"),
+    ("05-tokenize", "dense padded tensor", "RaggedTensor"),
+    ("05-build_vocabulary", "least frequent first", "most frequent"),
+    ("05-build_vocabulary", "padding and [UNK] included", "StringLookup adds"),
+    ("05-perplexity", "padding counted", "padding counted"),
+    ("05-perplexity", "cross-entropy, no exp", "exponential"),
+    ("05-perplexity", "log of softmax underflows", "log_softmax"),
+    ("05-sample_with_temperature", "temperature multiplied", "multiplied by the temperature"),
+    ("05-sample_with_temperature", "temperature ignored", "temperature is ignored"),
+    ("05-sample_with_temperature", "argmax", "argmax"),
+    ("05-sample_with_temperature", "probabilities passed as logits", "probabilities were passed"),
+    ("05-build_autoencoder", "the broken original", "RepeatVector"),
+    ("05-build_autoencoder", "decoder drops the time axis", "return_sequences=True"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     for seed in SEEDS:
@@ -241,8 +241,8 @@ def test_perplexity_cases_stay_finite_in_float32():
 
 
 @pytest.mark.parametrize("exercise,answer,status", [
-    ("05.perplexity", lambda: answers()["perplexity"], "passed"),
-    ("05.build_vocabulary", lambda: MUTANTS["05.build_vocabulary"]["max_size ignored"], "failed"),
+    ("05-perplexity", lambda: answers()["perplexity"], "passed"),
+    ("05-build_vocabulary", lambda: MUTANTS["05-build_vocabulary"]["max_size ignored"], "failed"),
 ])
 def test_randomised_checks_agree_over_many_seeds(exercise, answer, status):
     """A right answer passes and a wrong one fails on every draw, not just on the usual seeds."""

@@ -52,7 +52,7 @@ def share_wrong(y_true, y_pred):
 
 
 MUTANTS = {
-    "06.teacher_forcing": {
+    "06-teacher_forcing": {
         "shifted the wrong way": lambda ids: (ids[:, 1:], ids[:, :-1]),
         "no shift": lambda ids: (ids, ids),
         "batch axis sliced": lambda ids: (ids[:-1], ids[1:]),
@@ -60,7 +60,7 @@ MUTANTS = {
         "targets lose [end]": lambda ids: (ids[:, :-1], tf.where(ids[:, 1:] == END, 0, ids[:, 1:])),
         "one sequence only": lambda ids: ids[:, 1:],
     },
-    "06.greedy_decode": {
+    "06-greedy_decode": {
         "samples instead of argmax": decoder_with(sample=True),
         "feeds [start] every step": decoder_with(feed_start=True),
         "states not carried": decoder_with(keep_initial_states=True),
@@ -69,7 +69,7 @@ MUTANTS = {
         "keeps the [start] token": decoder_with(keep_start=True),
         "stops when the first row ends": decoder_with(stop_on_any=True),
     },
-    "06.exact_match": {
+    "06-exact_match": {
         "padding compared": count_padding,
         "per-token accuracy": token_accuracy,
         "one value per row": per_row,
@@ -80,7 +80,7 @@ MUTANTS = {
 
 def test_right_decoder_written_here_passes():
     """The mutant builder with no mistake is right, so each mutant differs by one mistake."""
-    result = checks.run("06.greedy_decode", decoder_with(), seed=0)
+    result = checks.run("06-greedy_decode", decoder_with(), seed=0)
     assert result.status == "passed", result.message
 
 
@@ -88,24 +88,24 @@ def test_utils_versions_pass():
     """The lesson continues with utils.dates' versions of the exercises: they must be right."""
     from utils import dates
 
-    for exercise, answer in [("06.teacher_forcing", dates.teacher_forcing), ("06.greedy_decode", dates.greedy_decode),
-                             ("06.exact_match", dates.exact_match)]:
+    for exercise, answer in [("06-teacher_forcing", dates.teacher_forcing), ("06-greedy_decode", dates.greedy_decode),
+                             ("06-exact_match", dates.exact_match)]:
         result = checks.run(exercise, answer, seed=0)
         assert result.status == "passed", f"{exercise}: {result.message}"
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("06.teacher_forcing", "shifted the wrong way", "wrong way"),
-    ("06.teacher_forcing", "no shift", "Nothing was cut off"),
-    ("06.teacher_forcing", "one sequence only", "pair"),
-    ("06.greedy_decode", "never stops at [end]", "must be 0"),
-    ("06.greedy_decode", "drops the [end] token", "Keep the [end] token"),
-    ("06.greedy_decode", "keeps the [start] token", "Leave out the [start] token"),
-    ("06.greedy_decode", "feeds [start] every step", "feed each step the token"),
-    ("06.greedy_decode", "samples instead of argmax", "argmax"),
-    ("06.exact_match", "padding compared", "ignore positions where y_true is 0"),
-    ("06.exact_match", "per-token accuracy", "per-token accuracy"),
-    ("06.exact_match", "one value per row", "one number"),
+    ("06-teacher_forcing", "shifted the wrong way", "wrong way"),
+    ("06-teacher_forcing", "no shift", "Nothing was cut off"),
+    ("06-teacher_forcing", "one sequence only", "pair"),
+    ("06-greedy_decode", "never stops at [end]", "must be 0"),
+    ("06-greedy_decode", "drops the [end] token", "Keep the [end] token"),
+    ("06-greedy_decode", "keeps the [start] token", "Leave out the [start] token"),
+    ("06-greedy_decode", "feeds [start] every step", "feed each step the token"),
+    ("06-greedy_decode", "samples instead of argmax", "argmax"),
+    ("06-exact_match", "padding compared", "ignore positions where y_true is 0"),
+    ("06-exact_match", "per-token accuracy", "per-token accuracy"),
+    ("06-exact_match", "one value per row", "one number"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -65,20 +65,20 @@ def bahdanau_with(softmax=None, tanh=True, key_first=False, no_v=False):
 
 
 MUTANTS = {
-    "07.masked_softmax": {
+    "07-masked_softmax": {
         "mask ignored": softmax_with(ignore_mask=True),
         "softmax over the queries": softmax_with(axis=1),
         "zeroed after the softmax": softmax_with(zero_after=True),
         "mask inverted": softmax_with(inverted=True),
     },
-    "07.luong_attention": {
+    "07-luong_attention": {
         "mask ignored": luong_with(softmax_with(ignore_mask=True)),
         "softmax over the queries": luong_with(softmax_with(axis=1)),
         "scaled by sqrt(d)": luong_with(scaled=True),
         "returns (weights, context)": luong_with(swap=True),
         "context from the queries": luong_with(mix_queries=True),
     },
-    "07.BahdanauAttention": {
+    "07-BahdanauAttention": {
         "mask ignored": bahdanau_with(softmax_with(ignore_mask=True)),
         "softmax over the queries": bahdanau_with(softmax_with(axis=1)),
         "no tanh": bahdanau_with(tanh=False),
@@ -90,23 +90,23 @@ MUTANTS = {
 
 def test_right_answers_written_here_pass():
     """The mutant builders with no mistake are right, so each mutant differs by one mistake."""
-    for exercise, answer in [("07.masked_softmax", softmax_with()), ("07.luong_attention", luong_with()),
-                             ("07.BahdanauAttention", bahdanau_with())]:
+    for exercise, answer in [("07-masked_softmax", softmax_with()), ("07-luong_attention", luong_with()),
+                             ("07-BahdanauAttention", bahdanau_with())]:
         result = checks.run(exercise, answer, seed=0)
         assert result.status == "passed", f"{exercise}: {result.message}"
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("07.masked_softmax", "mask ignored", "the mask is ignored"),
-    ("07.masked_softmax", "softmax over the queries", "wrong axis"),
-    ("07.masked_softmax", "zeroed after the softmax", "after the softmax"),
-    ("07.masked_softmax", "mask inverted", "wrong way round"),
-    ("07.luong_attention", "mask ignored", "the mask is ignored"),
-    ("07.luong_attention", "scaled by sqrt(d)", "√d"),
-    ("07.luong_attention", "softmax over the queries", "wrong axis"),
-    ("07.BahdanauAttention", "no tanh", "no tanh"),
-    ("07.BahdanauAttention", "W_key created first", "in this order"),
-    ("07.BahdanauAttention", "mask ignored", "the mask is ignored"),
+    ("07-masked_softmax", "mask ignored", "the mask is ignored"),
+    ("07-masked_softmax", "softmax over the queries", "wrong axis"),
+    ("07-masked_softmax", "zeroed after the softmax", "after the softmax"),
+    ("07-masked_softmax", "mask inverted", "wrong way round"),
+    ("07-luong_attention", "mask ignored", "the mask is ignored"),
+    ("07-luong_attention", "scaled by sqrt(d)", "√d"),
+    ("07-luong_attention", "softmax over the queries", "wrong axis"),
+    ("07-BahdanauAttention", "no tanh", "no tanh"),
+    ("07-BahdanauAttention", "W_key created first", "in this order"),
+    ("07-BahdanauAttention", "mask ignored", "the mask is ignored"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

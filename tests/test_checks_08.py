@@ -108,7 +108,7 @@ def mha(mistake):
 
 
 MUTANTS = {
-    "08.scaled_dot_product_attention": {
+    "08-scaled_dot_product_attention": {
         "scaled by d instead of √d": functools.partial(attention, scale="d"),
         "not scaled": functools.partial(attention, scale="none"),
         "softmax over the queries": functools.partial(attention, axis=-2),
@@ -120,21 +120,21 @@ MUTANTS = {
         "weights times keys": lambda q, k, v, mask=None: (tf.matmul(attention(q, k, v, mask)[1], k),
                                                           attention(q, k, v, mask)[1]),
     },
-    "08.causal_mask": {
+    "08-causal_mask": {
         "diagonal excluded": lambda n: tf.range(n)[:, None] > tf.range(n)[None, :],
         "transposed (future only)": lambda n: tf.range(n)[:, None] <= tf.range(n)[None, :],
         "inverted": lambda n: tf.range(n)[:, None] < tf.range(n)[None, :],
         "float ones and zeros": lambda n: tf.linalg.band_part(tf.ones([n, n]), -1, 0),
         "all True": lambda n: tf.ones([n, n], tf.bool),
     },
-    "08.positional_encoding": {
+    "08-positional_encoding": {
         "sines then cosines in halves": functools.partial(positional, layout="halves"),
         "exponent i/depth": functools.partial(positional, exponent=1.0),
         "sin and cos swapped": functools.partial(positional, swap=True),
         "float64": functools.partial(positional, dtype=np.float64),
         "transposed [depth, length]": functools.partial(positional, layout="transposed"),
     },
-    "08.multi_head_attention": {
+    "08-multi_head_attention": {
         "divides by key_dim": mha("divide by key_dim"),
         "softmax over the queries": mha("softmax over queries"),
         "heads split wrongly": mha("heads split wrongly"),
@@ -151,14 +151,14 @@ MUTANTS = {
 def test_correct_mutant_class_passes():
     """The mutants' shared code is right when no mistake is switched on."""
     for seed in SEEDS:
-        result = checks.run("08.multi_head_attention", mha(None), seed=seed)
+        result = checks.run("08-multi_head_attention", mha(None), seed=seed)
         assert result.status == "passed", result.message
-        assert checks.run("08.scaled_dot_product_attention", attention, seed=seed).status == "passed"
-        assert checks.run("08.positional_encoding", positional, seed=seed).status == "passed"
+        assert checks.run("08-scaled_dot_product_attention", attention, seed=seed).status == "passed"
+        assert checks.run("08-positional_encoding", positional, seed=seed).status == "passed"
 
 
 def test_unanswered_layer_is_not_attempted():
-    result = checks.run("08.multi_head_attention", StubMHA)
+    result = checks.run("08-multi_head_attention", StubMHA)
     assert result.status == "not attempted", result.message
 
 
@@ -166,16 +166,16 @@ def test_messages_name_the_likely_cause():
     def message(exercise, mutant):
         return checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message
 
-    assert "divided by d" in message("08.scaled_dot_product_attention", "scaled by d instead of √d")
-    assert "over the queries" in message("08.scaled_dot_product_attention", "softmax over the queries")
-    assert "mask is inverted" in message("08.scaled_dot_product_attention", "mask inverted")
-    assert "expected a pair" in message("08.scaled_dot_product_attention", "output only")
-    assert "diagonal" in message("08.causal_mask", "diagonal excluded")
-    assert "transposed" in message("08.causal_mask", "transposed (future only)")
-    assert "boolean" in message("08.causal_mask", "float ones and zeros")
-    assert "interleaves" in message("08.positional_encoding", "sines then cosines in halves")
-    assert "2i/depth" in message("08.positional_encoding", "exponent i/depth")
-    assert "divided by key_dim" in message("08.multi_head_attention", "divides by key_dim")
-    assert "heads are split wrongly" in message("08.multi_head_attention", "heads split wrongly")
-    assert "output projection is missing" in message("08.multi_head_attention", "output projection missing")
-    assert "mask is inverted" in message("08.multi_head_attention", "mask inverted")
+    assert "divided by d" in message("08-scaled_dot_product_attention", "scaled by d instead of √d")
+    assert "over the queries" in message("08-scaled_dot_product_attention", "softmax over the queries")
+    assert "mask is inverted" in message("08-scaled_dot_product_attention", "mask inverted")
+    assert "expected a pair" in message("08-scaled_dot_product_attention", "output only")
+    assert "diagonal" in message("08-causal_mask", "diagonal excluded")
+    assert "transposed" in message("08-causal_mask", "transposed (future only)")
+    assert "boolean" in message("08-causal_mask", "float ones and zeros")
+    assert "interleaves" in message("08-positional_encoding", "sines then cosines in halves")
+    assert "2i/depth" in message("08-positional_encoding", "exponent i/depth")
+    assert "divided by key_dim" in message("08-multi_head_attention", "divides by key_dim")
+    assert "heads are split wrongly" in message("08-multi_head_attention", "heads split wrongly")
+    assert "output projection is missing" in message("08-multi_head_attention", "output projection missing")
+    assert "mask is inverted" in message("08-multi_head_attention", "mask inverted")

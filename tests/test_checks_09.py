@@ -50,7 +50,7 @@ def concat(memory, hidden):
 
 
 MUTANTS = {
-    "09.relative_positional_encoding": {
+    "09-relative_positional_encoding": {
         "ascending distances": lambda klen, d: sinusoids(tf.range(klen), d),
         "interleaved sin/cos": lambda klen, d: sinusoids(descending(klen), d, order="interleaved"),
         "cosine half first": lambda klen, d: sinusoids(descending(klen), d, order="cos-sin"),
@@ -58,14 +58,14 @@ MUTANTS = {
         "distances klen … 1": lambda klen, d: sinusoids(descending(klen) + 1, d),
         "transposed": lambda klen, d: tf.transpose(sinusoids(descending(klen), d)),
     },
-    "09.rel_shift": {
+    "09-rel_shift": {
         "identity": lambda x: x,
         "off by one (+1)": lambda x: gather_shift(x, offset=1),
         "off by one (−1)": lambda x: gather_shift(x, offset=-1),
         "ascending distances": lambda x: gather_shift(x, ascending=True),
         "zero column padded on the right": pad_on_the_right,
     },
-    "09.rel_attention_logits": {
+    "09-rel_attention_logits": {
         "u and v swapped": logits_with(gather_shift, swap=True),
         "not scaled by √d_head": logits_with(gather_shift, scale=False),
         "no rel_shift": logits_with(lambda x: x),
@@ -73,7 +73,7 @@ MUTANTS = {
         "rel_shift off by one": logits_with(lambda x: gather_shift(x, offset=1)),
         "positions ascending": logits_with(lambda x: gather_shift(x, ascending=True)),
     },
-    "09.update_memory": {
+    "09-update_memory": {
         "no stop-gradient": lambda m, h, n: concat(m, h)[:, tf.maximum(m.shape[1] + h.shape[1] - n, 0):],
         "first mem_len steps": lambda m, h, n: tf.stop_gradient(concat(m, h)[:, :n]),
         "x[:, -mem_len:] keeps everything at mem_len 0": lambda m, h, n: tf.stop_gradient(concat(m, h)[:, -n:]),
@@ -84,16 +84,16 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
-    ("09.relative_positional_encoding", "ascending distances", "ascending"),
-    ("09.relative_positional_encoding", "interleaved sin/cos", "interleaved"),
-    ("09.rel_shift", "off by one (+1)", "off by one"),
-    ("09.rel_shift", "ascending distances", "klen − 1 − c"),
-    ("09.rel_attention_logits", "u and v swapped", "swapped"),
-    ("09.rel_attention_logits", "not scaled by √d_head", "√d_head"),
-    ("09.rel_attention_logits", "no rel_shift", "not shifted"),
-    ("09.update_memory", "no stop-gradient", "tf.stop_gradient"),
-    ("09.update_memory", "first mem_len steps", "LAST"),
-    ("09.update_memory", "x[:, -mem_len:] keeps everything at mem_len 0", "x[:, -0:]"),
+    ("09-relative_positional_encoding", "ascending distances", "ascending"),
+    ("09-relative_positional_encoding", "interleaved sin/cos", "interleaved"),
+    ("09-rel_shift", "off by one (+1)", "off by one"),
+    ("09-rel_shift", "ascending distances", "klen − 1 − c"),
+    ("09-rel_attention_logits", "u and v swapped", "swapped"),
+    ("09-rel_attention_logits", "not scaled by √d_head", "√d_head"),
+    ("09-rel_attention_logits", "no rel_shift", "not shifted"),
+    ("09-update_memory", "no stop-gradient", "tf.stop_gradient"),
+    ("09-update_memory", "first mem_len steps", "LAST"),
+    ("09-update_memory", "x[:, -mem_len:] keeps everything at mem_len 0", "x[:, -0:]"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     assert words in checks.run(exercise, MUTANTS[exercise][mutant]).message
@@ -115,6 +115,6 @@ def test_stop_gradient_is_checked_where_the_answer_lives():
                 y = self.function(*args)
             return y, tape.gradient(y, args[wrt])
 
-    result = checks.run("09.update_memory", Elsewhere(MUTANTS["09.update_memory"]["no stop-gradient"]))
+    result = checks.run("09-update_memory", Elsewhere(MUTANTS["09-update_memory"]["no stop-gradient"]))
     assert result.status == "failed" and "tf.stop_gradient" in result.message
-    assert checks.run("09.update_memory", Elsewhere(solution_answers("09")["update_memory"])).status == "passed"
+    assert checks.run("09-update_memory", Elsewhere(solution_answers("09")["update_memory"])).status == "passed"

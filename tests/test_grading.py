@@ -23,13 +23,13 @@ RIGHT = {lessons.nbgrader(c)["grade_id"]: c.source for c in SOLVED.cells if less
 def with_answers(**sources) -> bytes:
     """The lesson as a learner would hand it in, with some answer cells filled in.
 
-    Keys are exercise names (``relu`` for ``01.relu``); the value "right" takes the solution.
+    Keys are exercise names (``relu`` for ``01-relu``); the value "right" takes the solution.
     """
     notebook = copy.deepcopy(BLANK)
     for cell in notebook.cells:
-        name = lessons.nbgrader(cell).get("grade_id", "").removeprefix("01.")
+        name = lessons.nbgrader(cell).get("grade_id", "").removeprefix("01-")
         if lessons.is_answer_cell(cell) and name in sources:
-            cell.source = RIGHT[f"01.{name}"] if sources[name] == "right" else sources[name]
+            cell.source = RIGHT[f"01-{name}"] if sources[name] == "right" else sources[name]
     return nbformat.writes(notebook).encode()
 
 
@@ -40,7 +40,7 @@ def edited(change) -> bytes:
 
 
 def statuses(result) -> dict[str, str]:
-    return {e.exercise.removeprefix("01."): e.status for e in result.exercises}
+    return {e.exercise.removeprefix("01-"): e.status for e in result.exercises}
 
 
 def grade_bytes(data: bytes, limits=FAST):
@@ -93,9 +93,9 @@ def test_notebook_of_another_lesson():
         for cell in cells:
             meta = cell.metadata.get("nbgrader", {})
             if "grade_id" in meta:
-                meta["grade_id"] = meta["grade_id"].replace("01.", "02.")
+                meta["grade_id"] = meta["grade_id"].replace("01-", "02-")
     result = grade_bytes(edited(relabel))
-    assert result.status == "wrong lesson" and "02." in result.message and result.points == 0
+    assert result.status == "wrong lesson" and "02-" in result.message and result.points == 0
 
 
 def test_unknown_lesson_name():
@@ -107,7 +107,7 @@ def test_unknown_lesson_name():
 
 
 def answer_index(cells, name):
-    return next(i for i, c in enumerate(cells) if lessons.nbgrader(c).get("grade_id") == f"01.{name}")
+    return next(i for i, c in enumerate(cells) if lessons.nbgrader(c).get("grade_id") == f"01-{name}")
 
 
 def test_deleted_answer_cell_is_missing_and_the_rest_is_graded():
@@ -148,7 +148,7 @@ def test_moved_and_added_cells_do_not_break_matching():
 def test_wrong_code_fails_that_exercise_only(name, source, words):
     answers = dict(ALL_RIGHT, **{name: source})
     result = grade_bytes(with_answers(**answers))
-    graded = {e.exercise.removeprefix("01."): e for e in result.exercises}
+    graded = {e.exercise.removeprefix("01-"): e for e in result.exercises}
     assert graded[name].status == "failed" and words in graded[name].message
     assert all(e.status == "passed" for n, e in graded.items() if n != name)
 
@@ -170,7 +170,7 @@ def test_numpy_results_are_accepted_where_reasonable():
 ])
 def test_runaway_code_is_stopped_and_the_rest_is_graded(name, source, words):
     result = grade_bytes(with_answers(**dict(ALL_RIGHT, **{name: source})))
-    graded = {e.exercise.removeprefix("01."): e for e in result.exercises}
+    graded = {e.exercise.removeprefix("01-"): e for e in result.exercises}
     assert graded[name].status == "failed" and words in graded[name].message, graded[name]
     assert all(e.status == "passed" for n, e in graded.items() if n != name), result
 
@@ -231,7 +231,7 @@ def test_grade_writes_gradebook_results_feedback_and_resumes(tmp_path, capsys):
     with open(out / "gradebook.csv") as file:
         book = {row["student"]: row for row in csv.DictReader(file)}
     assert {s: book[s]["total"] for s in book} == {"alice": "8", "bob": "1", "carol": "0"}
-    assert book["bob"]["01.relu"] == "1" and book["bob"][f"{LESSON} total"] == "1"
+    assert book["bob"]["01-relu"] == "1" and book["bob"][f"{LESSON} total"] == "1"
     with open(out / "results.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 12 and {r["status"] for r in rows if r["student"] == "carol"} == {"not graded"}
@@ -252,7 +252,7 @@ def test_check_command_reports_and_sets_the_exit_code(tmp_path, capsys):
     partial.write_bytes(with_answers(relu="right", tanh="def tanh(x):\n    return x"))
     assert check.main([str(partial)]) == 1
     out = capsys.readouterr().out
-    assert "✓ 01.relu" in out and "✗ 01.tanh" in out and "· 01.sigmoid" in out and "Score: 1 / 8" in out
+    assert "✓ 01-relu" in out and "✗ 01-tanh" in out and "· 01-sigmoid" in out and "Score: 1 / 8" in out
 
     partial.write_bytes(with_answers(relu="right"))
     assert check.main([str(partial)]) == 0

@@ -26,15 +26,15 @@ def notebook(*cells):
     return nbformat.v4.new_notebook(cells=list(cells))
 
 
-def answer_cell(source, exercise_id="00.f"):
+def answer_cell(source, exercise_id="00-f"):
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": exercise_id}
     return cell
 
 
-def check_cell(exercise_id="00.f", points=2):
+def check_cell(exercise_id="00-f", points=2):
     cell = nbformat.v4.new_code_cell(f'utils.check_exercise("{exercise_id}", f)')
-    cell.metadata["nbgrader"] = {"solution": False, "grade": True, "grade_id": exercise_id + ".check",
+    cell.metadata["nbgrader"] = {"solution": False, "grade": True, "grade_id": exercise_id + "-check",
                                  "points": points}
     return cell
 
@@ -60,7 +60,7 @@ def test_hidden_tests_outputs_and_counts_are_removed():
 
 def test_markdown_answer_becomes_a_prompt():
     cell = nbformat.v4.new_markdown_cell("Because the gradient vanishes.")
-    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "00.why"}
+    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "00-why"}
     assert lessons.build_lesson(notebook(cell)).cells[0].source == lessons.ANSWER_STUB
 
 
@@ -85,7 +85,7 @@ def test_building_leaves_the_solution_untouched_and_is_repeatable():
 
 def test_exercises_take_points_from_their_check_cells():
     found = lessons.exercises(notebook(answer_cell(SOLUTION_CELL), check_cell(points=3)))
-    assert [(e.id, e.points, e.cell) for e in found] == [("00.f", 3, 0)]
+    assert [(e.id, e.points, e.cell) for e in found] == [("00-f", 3, 0)]
     with pytest.raises(ValueError, match="no check cell"):
         lessons.exercises(notebook(answer_cell(SOLUTION_CELL)))
 
@@ -164,7 +164,7 @@ def test_every_exercise_has_a_registered_check(solution):
 
     for exercise in lessons.exercises(nbformat.read(solution, as_version=4)):
         assert exercise.id in checks.CHECKS
-        assert exercise.id.startswith(solution.name[:2] + ".")
+        assert exercise.id.startswith(solution.name[:2] + "-")
         assert exercise.points > 0
 
 

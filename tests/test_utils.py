@@ -37,21 +37,21 @@ def test_device_report_is_one_line(capsys):
 
 
 def test_unknown_exercise_lists_the_known_ones():
-    with pytest.raises(KeyError, match="01.sigmoid"):
-        checks.run("01.sigmod", tf.math.sigmoid)
+    with pytest.raises(KeyError, match="01-sigmoid"):
+        checks.run("01-sigmod", tf.math.sigmoid)
 
 
 def test_check_exercise_prints_a_tick_or_raises(capsys):
-    utils.check_exercise("01.relu", tf.nn.relu)
-    assert capsys.readouterr().out.startswith("✓ 01.relu passed")
-    with pytest.raises(checks.CheckFailed, match="01.relu failed"):
-        utils.check_exercise("01.relu", tf.abs)
+    utils.check_exercise("01-relu", tf.nn.relu)
+    assert capsys.readouterr().out.startswith("✓ 01-relu passed")
+    with pytest.raises(checks.CheckFailed, match="01-relu failed"):
+        utils.check_exercise("01-relu", tf.abs)
     with pytest.raises(checks.NotAttempted, match="not implemented yet"):
-        utils.check_exercise("01.relu", lambda x: (_ for _ in ()).throw(NotImplementedError()))
+        utils.check_exercise("01-relu", lambda x: (_ for _ in ()).throw(NotImplementedError()))
 
 
 def test_a_crashing_answer_is_a_failure_not_a_crash():
-    result = checks.run("01.relu", lambda x: 1 / 0)
+    result = checks.run("01-relu", lambda x: 1 / 0)
     assert result.status == "failed" and "ZeroDivisionError" in result.message
 
 
@@ -73,7 +73,7 @@ def test_to_numpy_refuses_none_and_lists():
 def test_checks_keep_tf32_setting():
     tf.config.experimental.enable_tensor_float_32_execution(True)
     try:
-        checks.run("01.relu", tf.nn.relu)
+        checks.run("01-relu", tf.nn.relu)
         assert tf.config.experimental.tensor_float_32_execution_enabled()
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(False)

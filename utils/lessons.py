@@ -27,13 +27,13 @@ BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 ANSWER_STUB = "YOUR ANSWER HERE"
-CHECK_SUFFIX = ".check"
+CHECK_SUFFIX = "-check"
 CELL_TIMEOUT = 300  # seconds; a solution notebook runs in at most 150 s in all
 
 
 @dataclasses.dataclass
 class Exercise:
-    id: str  # e.g. "01.sigmoid"
+    id: str  # e.g. "01-sigmoid"
     points: float
     cell: int  # index of the answer cell in its notebook
 

@@ -1,13 +1,13 @@
 """Exercise checks: each judges a learner's answer on inputs it draws itself.
 
-A check is a function registered under an exercise id such as ``"01.sigmoid"``. It takes
+A check is a function registered under an exercise id such as ``"01-sigmoid"``. It takes
 the learner's answer (a function or a layer class) and a NumPy random generator, calls
 the answer on freshly drawn inputs, and compares the results with an independent
 reference: a TensorFlow/Keras built-in, a brute-force definition or a property. It returns
 a one-line summary when everything agrees and raises :class:`CheckFailed` with a message
 a learner can act on when something does not. Checks never read a solution notebook.
 
-In a notebook, ``utils.check_exercise("01.sigmoid", sigmoid)`` runs one check and prints
+In a notebook, ``utils.check_exercise("01-sigmoid", sigmoid)`` runs one check and prints
 the verdict; the grader calls :func:`run` with the same ids.
 """
 import contextlib

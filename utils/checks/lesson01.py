@@ -70,7 +70,7 @@ def _check_gradient(answer, name, x, expected, *, hints):
                  likely_causes=hints, **tol)
 
 
-@register("01.sigmoid")
+@register("01-sigmoid")
 def check_sigmoid(sigmoid, rng: np.random.Generator) -> str:
     for x in _inputs(rng):
         got = _values(sigmoid, "sigmoid", x)
@@ -86,7 +86,7 @@ def check_sigmoid(sigmoid, rng: np.random.Generator) -> str:
     return "matches keras.activations.sigmoid in float32 and float64, finite at ±1000, gradients σ(1−σ) everywhere."
 
 
-@register("01.tanh")
+@register("01-tanh")
 def check_tanh(tanh, rng: np.random.Generator) -> str:
     for x in _inputs(rng):
         got = _values(tanh, "tanh", x)
@@ -107,7 +107,7 @@ def check_tanh(tanh, rng: np.random.Generator) -> str:
     return "matches tf.math.tanh in float32 and float64, finite at ±1000, gradients 1 − tanh² everywhere."
 
 
-@register("01.relu")
+@register("01-relu")
 def check_relu(relu, rng: np.random.Generator) -> str:
     for x in _inputs(rng):
         got = _values(relu, "relu", x)
@@ -138,7 +138,7 @@ def _apply(activation, z: np.ndarray) -> np.ndarray:
     return np.asarray(activation(tf.constant(z)))
 
 
-@register("01.neuron")
+@register("01-neuron")
 def check_neuron(neuron, rng: np.random.Generator) -> str:
     for batch, features in [(1, 1), (1, 5), (8, 3), (16, 10)]:
         for dtype in FLOAT_TYPES:

@@ -27,7 +27,7 @@ def _apply(activation, z: np.ndarray) -> np.ndarray:
     return np.asarray(activation(tf.constant(z)))
 
 
-@register("02.dense")
+@register("02-dense")
 def check_dense(dense, rng: np.random.Generator) -> str:
     # (batch, inputs, units); the square layer tells x @ W from x @ Wᵀ
     sizes = [(1, 1, 1), (5, 4, 4), (1, 3, 4), (8, 2, 16), (16, 10, 3)]
@@ -101,7 +101,7 @@ def _loss_causes(expected: float, y: np.ndarray, per_example: np.ndarray, wrong_
     }
 
 
-@register("02.binary_cross_entropy")
+@register("02-binary_cross_entropy")
 def check_binary_cross_entropy(bce, rng: np.random.Generator) -> str:
     keras_bce = keras.losses.BinaryCrossentropy()
     for shape in _batch_shapes(rng):
@@ -144,7 +144,7 @@ CAPPED = ("Your loss seems to go through σ(z) and clipped probabilities: it los
 EXTREME_LOGITS = [-1000.0, -100.0, -30.0, -5.0, -1e-3, 0.0, 1e-3, 5.0, 30.0, 100.0, 1000.0]
 
 
-@register("02.binary_cross_entropy_from_logits")
+@register("02-binary_cross_entropy_from_logits")
 def check_binary_cross_entropy_from_logits(bce, rng: np.random.Generator) -> str:
     name = "binary_cross_entropy_from_logits"
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -229,7 +229,7 @@ def _keras_sgd_step(params, grads, learning_rate, weight_decay) -> list[np.ndarr
     return [v.numpy() for v in variables]
 
 
-@register("02.sgd_step")
+@register("02-sgd_step")
 def check_sgd_step(sgd_step, rng: np.random.Generator) -> str:
     # (η, λ): large values make every term visible; λ = 0 is plain gradient descent.
     settings = [(0.5, 0.5), (0.1, 0.0), (1.0, 0.2),

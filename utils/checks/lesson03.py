@@ -55,7 +55,7 @@ def _call(answer, *args, what: str, hint: str = ""):
 CELL_CASES = [(1, 1, 1), (1, 3, 4), (4, 3, 3), (5, 6, 2), (16, 8, 10)]  # batch, features, units
 
 
-@register("03.rnn_cell")
+@register("03-rnn_cell")
 def check_rnn_cell(rnn_cell, rng: np.random.Generator) -> str:
     for batch, features, units in CELL_CASES:
         kernel, recurrent_kernel, bias = weights = _weights(rng, features, units)
@@ -99,7 +99,7 @@ def _states_by_hand(x, h0, weights, *, first=None, feed_back=True, activation=np
     return np.stack(states, axis=1)
 
 
-@register("03.rnn_forward")
+@register("03-rnn_forward")
 def check_rnn_forward(rnn_forward, rng: np.random.Generator) -> str:
     for batch, time, features, units in FORWARD_CASES:
         weights = _weights(rng, features, units)
@@ -153,7 +153,7 @@ CLIP_CASES = [  # (shapes, scale of the entries, max_norm): clipped hard, barely
 ]
 
 
-@register("03.clip_by_global_norm")
+@register("03-clip_by_global_norm")
 def check_clip_by_global_norm(clip_by_global_norm, rng: np.random.Generator) -> str:
     for shapes, scale, max_norm in CLIP_CASES:
         grads = _gradient_like(rng, shapes, scale)

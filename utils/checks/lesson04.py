@@ -103,7 +103,7 @@ def _expect_state(got, expected, what, *, swapped_with, label_swapped, causes,
     expect_close(got, expected, what, reference=reference, likely_causes=causes, **TOLERANCE)
 
 
-@register("04.lstm_cell")
+@register("04-lstm_cell")
 def check_lstm_cell(lstm_cell, rng: np.random.Generator) -> str:
     for batch, _, input_dim, units in SHAPES:
         x, h0, c0, kernel, recurrent, bias = _draw(rng, batch, 1, input_dim, units)
@@ -120,7 +120,7 @@ def check_lstm_cell(lstm_cell, rng: np.random.Generator) -> str:
             "batch 1 and one unit included, within 1e-5.")
 
 
-@register("04.lstm_forward")
+@register("04-lstm_forward")
 def check_lstm_forward(lstm_forward, rng: np.random.Generator) -> str:
     for batch, time, input_dim, units in SHAPES:
         x, h0, c0, kernel, recurrent, bias = _draw(rng, batch, time, input_dim, units)
@@ -162,7 +162,7 @@ def _shared_step(x, h, c, kernel, bias):
     return gate * np.tanh(c_new), c_new
 
 
-@register("04.shared_gate_cell")
+@register("04-shared_gate_cell")
 def check_shared_gate_cell(shared_gate_cell, rng: np.random.Generator) -> str:
     for batch, _, input_dim, units in SHAPES:
         x = rng.normal(size=(batch, input_dim)).astype(np.float32)

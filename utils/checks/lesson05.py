@@ -77,7 +77,7 @@ def _show(tokens: list[bytes]) -> str:
     return str([t.decode("utf-8", "replace") for t in tokens])
 
 
-@register("05.tokenize")
+@register("05-tokenize")
 def check_tokenize(tokenize, rng: np.random.Generator) -> str:
     batches = [[_messy_sentence(rng) for _ in range(size)] for size in (1, 3, 8)]
     batches.append(["", "   ", "The naïve dog, near the cafés, runs."])
@@ -142,7 +142,7 @@ def _random_tokens(rng: np.random.Generator) -> tf.RaggedTensor:
     return tf.ragged.constant(rows, dtype=tf.string)
 
 
-@register("05.build_vocabulary")
+@register("05-build_vocabulary")
 def check_build_vocabulary(build_vocabulary, rng: np.random.Generator) -> str:
     for trial in range(12):
         tokens = _random_tokens(rng)
@@ -227,7 +227,7 @@ def _perplexity_case(rng: np.random.Generator, batch: int, time: int, vocab: int
             return logits, targets, token_nll
 
 
-@register("05.perplexity")
+@register("05-perplexity")
 def check_perplexity(perplexity, rng: np.random.Generator) -> str:
     for batch, time, vocab in [(1, 1, 2), (1, 6, 5), (4, 7, 11), (8, 12, 30)]:
         for scale in (0.5, 3.0, 30.0):
@@ -276,7 +276,7 @@ NUM_SAMPLES = 20_000
 Z = 6.0
 
 
-@register("05.sample_with_temperature")
+@register("05-sample_with_temperature")
 def check_sample_with_temperature(sample, rng: np.random.Generator) -> str:
     for batch, vocab, temperature in [(1, 2, 0.5), (3, 5, 2.0), (2, 8, 0.7), (1, 4, 1.0), (2, 6, 3.0)]:
         logits = rng.normal(scale=1.5, size=(batch, vocab)).astype(np.float32)
@@ -331,7 +331,7 @@ def _count_lstms(config) -> int:
     return 0
 
 
-@register("05.build_autoencoder")
+@register("05-build_autoencoder")
 def check_build_autoencoder(build_autoencoder, rng: np.random.Generator) -> str:
     for time_steps, features, units in [(1, 1, 4), (5, 3, 8), (12, 2, 16)]:
         what = f"build_autoencoder({time_steps}, {features}, {units})"

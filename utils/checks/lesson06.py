@@ -47,7 +47,7 @@ def _pair(result, what: str) -> tuple:
     return result
 
 
-@register("06.teacher_forcing")
+@register("06-teacher_forcing")
 def check_teacher_forcing(teacher_forcing, rng: np.random.Generator) -> str:
     for batch, time in [(1, 2), (int(rng.integers(2, 6)), int(rng.integers(4, 9))), (7, 12)]:
         ids = _token_batch(rng, batch, time)
@@ -106,7 +106,7 @@ def _known_logits(best: np.ndarray, step: np.ndarray, offset: np.ndarray) -> np.
 
 
 def known_path_step(tokens, states):
-    """One step of a tiny decoder, used by the check of ``06.greedy_decode``.
+    """One step of a tiny decoder, used by the check of ``06-greedy_decode``.
 
     ``tokens``: ``[batch]`` ids just written; ``states``: ``[step, stop, offset]``, each
     ``[batch, 1]`` float32. Returns ``(logits [batch, 10], new states)``. Its favourite next
@@ -135,7 +135,7 @@ def _known_path(stop: np.ndarray, offset: np.ndarray, max_length: int) -> np.nda
     return path
 
 
-@register("06.greedy_decode")
+@register("06-greedy_decode")
 def check_greedy_decode(greedy_decode, rng: np.random.Generator) -> str:
     for batch, max_length in [(1, 1), (1, 6), (int(rng.integers(2, 5)), int(rng.integers(5, 9))), (6, 10)]:
         stop = rng.integers(1, max_length + 3, size=batch)  # some rows never reach [end]
@@ -174,7 +174,7 @@ def check_greedy_decode(greedy_decode, rng: np.random.Generator) -> str:
     return "follows the argmax path, feeds back tokens and states, stops each row at [end], for max_length 1 to 10."
 
 
-@register("06.exact_match")
+@register("06-exact_match")
 def check_exact_match(exact_match, rng: np.random.Generator) -> str:
     for batch, time in [(1, 3), (int(rng.integers(5, 12)), int(rng.integers(4, 9))), (40, 12)]:
         y_true = _token_batch(rng, batch, time)

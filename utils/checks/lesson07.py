@@ -76,7 +76,7 @@ def _pair(result, what: str, names: str) -> tuple:
     return result
 
 
-@register("07.masked_softmax")
+@register("07-masked_softmax")
 def check_masked_softmax(masked_softmax, rng: np.random.Generator) -> str:
     for batch, queries, keys, _, _ in _shapes(rng):
         scores = _normal(rng, batch, queries, keys, scale=3.0)
@@ -106,7 +106,7 @@ def _check_attention_outputs(context, weights, reference_context, reference_weig
                  reference=reference)
 
 
-@register("07.luong_attention")
+@register("07-luong_attention")
 def check_luong_attention(luong_attention, rng: np.random.Generator) -> str:
     for batch, queries, keys, _, dim in _shapes(rng):
         query, value = _normal(rng, batch, queries, dim), _normal(rng, batch, keys, dim)
@@ -125,7 +125,7 @@ def check_luong_attention(luong_attention, rng: np.random.Generator) -> str:
     return "matches keras.layers.Attention (weights and context) with padding masks, 1 to 8 keys."
 
 
-@register("07.BahdanauAttention")
+@register("07-BahdanauAttention")
 def check_bahdanau_attention(BahdanauAttention, rng: np.random.Generator) -> str:
     for batch, queries, keys, query_dim, value_dim in _shapes(rng):
         units = int(rng.integers(2, 6))

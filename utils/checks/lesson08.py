@@ -59,7 +59,7 @@ def _attention_cases(rng):
     ]
 
 
-@register("08.scaled_dot_product_attention")
+@register("08-scaled_dot_product_attention")
 def check_scaled_dot_product_attention(attention, rng: np.random.Generator) -> str:
     for name, lead, tq, tk, d, dv, mask_shape in _attention_cases(rng):
         scale = 3.0 if d == 64 else 1.0  # "large scores": softmax must not overflow
@@ -101,7 +101,7 @@ def check_scaled_dot_product_attention(attention, rng: np.random.Generator) -> s
     return "weights and outputs match softmax(q kᵀ/√d) v for ranks 2 to 4, with broadcast masks, batch 1 and time 1."
 
 
-@register("08.causal_mask")
+@register("08-causal_mask")
 def check_causal_mask(causal_mask, rng: np.random.Generator) -> str:
     for length in [5, 1, 2, int(rng.integers(6, 40))]:
         what = f"causal_mask({length})"
@@ -141,7 +141,7 @@ def _sinusoids(length: int, depth: int, pairs: str = "interleaved", exponent: fl
     return out
 
 
-@register("08.positional_encoding")
+@register("08-positional_encoding")
 def check_positional_encoding(positional_encoding, rng: np.random.Generator) -> str:
     for length, depth in [(1, 2), (7, 4), (50, 16), (int(rng.integers(20, 200)), 2 * int(rng.integers(8, 64)))]:
         what = f"positional_encoding({length}, {depth})"
@@ -201,7 +201,7 @@ HEADS_HINT = ("Build the 8 weights in keras.layers.MultiHeadAttention's order an
               "[heads, key_dim, d_query], output bias [d_query].")
 
 
-@register("08.multi_head_attention")
+@register("08-multi_head_attention")
 def check_multi_head_attention(layer_class, rng: np.random.Generator) -> str:
     for name, heads, key_dim, q_shape, v_shape, key_input_dim, mask_kind in _mha_cases(rng):
         query = rng.normal(size=q_shape).astype(np.float32)

@@ -31,7 +31,7 @@ def _sinusoid_table(klen: int, d_model: int, ascending: bool = False, exponent_s
     return np.concatenate([cos, sin] if cosine_first else [sin, cos], axis=1)
 
 
-@register("09.relative_positional_encoding")
+@register("09-relative_positional_encoding")
 def check_relative_positional_encoding(answer, rng: np.random.Generator) -> str:
     cases = [(1, 2), (2, 4), (5, 8), (int(rng.integers(10, 40)), 16), (int(rng.integers(40, 80)), 32)]
     for klen, d_model in cases:
@@ -88,7 +88,7 @@ def _compare_visible(got, expected, qlen, what, reference, likely_causes, tolera
 SHIFT_SHAPES = [(1, 1, 1, 1), (1, 1, 3, 3), (1, 2, 4, 7), (2, 1, 1, 5), (2, 3, 5, 12)]
 
 
-@register("09.rel_shift")
+@register("09-rel_shift")
 def check_rel_shift(answer, rng: np.random.Generator) -> str:
     shapes = SHIFT_SHAPES + [(int(rng.integers(1, 4)), int(rng.integers(1, 4)), q, q + int(rng.integers(0, 9)))
                              for q in rng.integers(1, 9, size=3)]
@@ -120,7 +120,7 @@ def _logit_terms(q, k, r, u, v):
     return a, b, c, d
 
 
-@register("09.rel_attention_logits")
+@register("09-rel_attention_logits")
 def check_rel_attention_logits(answer, rng: np.random.Generator) -> str:
     cases = [(1, 1, 1, 1, 4), (1, 3, 3, 2, 4), (2, 4, 9, 2, 8), (3, 1, 6, 4, 2),
              (int(rng.integers(1, 4)), 5, 5 + int(rng.integers(1, 8)), 2, 16)]
@@ -164,7 +164,7 @@ def _no_gradient_path(update_memory, memory, hidden, mem_len) -> bool:
     return True
 
 
-@register("09.update_memory")
+@register("09-update_memory")
 def check_update_memory(answer, rng: np.random.Generator) -> str:
     d_model = int(rng.integers(2, 6))
     cases = [(1, 0, 4, 4), (2, 4, 4, 4), (2, 6, 3, 5), (1, 2, 3, 8), (3, 5, 1, 2), (2, 3, 4, 0),
