@@ -171,7 +171,10 @@ def test_every_exercise_has_a_registered_check(solution):
 @pytest.mark.parametrize("solution", SOLUTION_PATHS, ids=NAMES)
 def test_fresh_lesson_fails_only_in_exercises(solution):
     """Run the lesson as a learner first opens it: every check cell says "not implemented
-    yet", and no other cell fails."""
+    yet", and any other cell either runs or stops at the learner's unfinished code.
+
+    The learner's own pieces are what the later cells train and measure, so those cells
+    may fail, but only with the NotImplementedError of an exercise not yet done."""
     path = lessons.lesson_path(solution)
     lesson = nbformat.read(path, as_version=4)
     lessons.run(lesson, path.parent, allow_errors=True)
@@ -183,4 +186,5 @@ def test_fresh_lesson_fails_only_in_exercises(solution):
         elif lessons.is_answer_cell(cell):
             assert all(e.ename == "NotImplementedError" for e in errors), f"cell {index}: {errors}"
         else:
-            assert not errors, f"{path.name}, cell {index} fails before any exercise is done: {errors}"
+            assert all(e.ename == "NotImplementedError" for e in errors), (
+                f"{path.name}, cell {index} fails for a reason other than an unfinished exercise: {errors}")
