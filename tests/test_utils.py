@@ -77,3 +77,15 @@ def test_checks_keep_tf32_setting():
         assert tf.config.experimental.tensor_float_32_execution_enabled()
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def test_spread_gives_mean_and_range_over_seeds():
+    assert utils.spread([0.5, 0.61, 0.7]) == "0.603 (0.500–0.700 over 3 seeds)"
+    assert utils.spread([2, 4], digits=1) == "3.0 (2.0–4.0 over 2 seeds)"
+
+
+def test_diagram_names_the_known_drawings_when_one_is_missing():
+    from utils import plots
+
+    with pytest.raises(FileNotFoundError, match="no diagram 'no_such_drawing'"):
+        plots.diagram("no_such_drawing")

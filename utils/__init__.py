@@ -56,3 +56,16 @@ def device_report() -> None:
     else:
         device = "CPU only"
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}; {device}")
+
+
+def spread(values, digits: int = 3) -> str:
+    """Summarise one result over several seeds as "mean (min–max over n seeds)".
+
+    Every comparison that carries a lesson's argument is run on several seeds and printed
+    this way, beside its chance or baseline level, so a lucky run cannot pass for a finding.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    return (f"{values.mean():.{digits}f} ({values.min():.{digits}f}–{values.max():.{digits}f} "
+            f"over {values.size} seeds)")

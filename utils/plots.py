@@ -1,4 +1,5 @@
 """Plots the lessons share, so each lesson's cells stay about the idea, not matplotlib."""
+import pathlib
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -292,3 +293,21 @@ def loss_per_step(histories: dict[str, list[float]], baseline: float | None = No
     ax.legend()
     fig.tight_layout()
     plt.show()
+
+
+DIAGRAMS = pathlib.Path(__file__).parent / "diagrams"
+
+
+def diagram(name: str):
+    """Show the architecture drawing ``utils/diagrams/<name>.svg``.
+
+    The drawings live inside the package, so a lesson shows them from any folder, in
+    Jupyter and in Colab alike, with no path to get right.
+    """
+    from IPython.display import SVG
+
+    path = DIAGRAMS / f"{name}.svg"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in DIAGRAMS.glob("*.svg"))) or "none"
+        raise FileNotFoundError(f"no diagram {name!r} in {DIAGRAMS}; known diagrams: {known}")
+    return SVG(filename=str(path))
