@@ -9,6 +9,16 @@ def naive_sigmoid(x):
     return 1.0 / (1.0 + tf.exp(-x))  # right values, NaN gradient at x = -1000
 
 
+def normalised(e, axis=-1):
+    return e / tf.reduce_sum(e, axis=axis, keepdims=True)
+
+
+def jacobian_parts(z):
+    """softmax(z), its outer product s_i s_j and diag(s), for the Jacobian mutants."""
+    s = tf.nn.softmax(z)
+    return s, s[:, :, None] * s[:, None, :], tf.linalg.diag(s)
+
+
 MUTANTS = {
     "01-sigmoid": {
         "overflowing e^x / (1 + e^x)": lambda x: tf.exp(x) / (1.0 + tf.exp(x)),
@@ -43,6 +53,24 @@ MUTANTS = {
         "column output [batch, 1]": lambda x, w, b, activation: activation(x @ w[:, None] + b),
         "raises": lambda x, w, b, activation: x @ w,
     },
+    "01-softmax": {
+        "no max subtracted: overflows": lambda z: normalised(tf.exp(z)),
+        "normalised over the first axis": lambda z: tf.nn.softmax(z, axis=0),
+        "one max for the whole tensor": lambda z: normalised(tf.exp(z - tf.reduce_max(z))),
+        "max without keepdims": lambda z: normalised(tf.exp(z - tf.reduce_max(z, axis=-1))),
+        "not normalised": lambda z: tf.exp(z - tf.reduce_max(z, axis=-1, keepdims=True)),
+        "always float32": lambda z: tf.nn.softmax(tf.cast(z, tf.float32)),
+        "NumPy, not differentiable": lambda z: tf.constant(tf.nn.softmax(z).numpy()),
+    },
+    "01-softmax_jacobian": {
+        "diagonal only, s(1 − s)": lambda z: tf.linalg.diag(tf.nn.softmax(z) * (1 - tf.nn.softmax(z))),
+        "diagonal term missing": lambda z: -jacobian_parts(z)[1],
+        "sign flipped": lambda z: jacobian_parts(z)[1] - jacobian_parts(z)[2],
+        "formula in the logits": lambda z: tf.linalg.diag(z) - z[:, :, None] * z[:, None, :],
+        "one matrix for the batch": lambda z: tf.reduce_sum(jacobian_parts(z)[2] - jacobian_parts(z)[1], axis=0),
+        "naive softmax overflows": lambda z: (lambda s: tf.linalg.diag(s) - s[:, :, None] * s[:, None, :])(
+            normalised(tf.exp(z))),
+    },
 }
 
 
@@ -55,3 +83,13 @@ def test_messages_name_the_likely_cause():
     assert "before adding b" in bias
     dtype = checks.run("01-relu", MUTANTS["01-relu"]["always float32"]).message
     assert "float32 for float64 input" in dtype
+    overflow = checks.run("01-softmax", MUTANTS["01-softmax"]["no max subtracted: overflows"]).message
+    assert "subtract the row's max" in overflow
+    shared = checks.run("01-softmax", MUTANTS["01-softmax"]["one max for the whole tensor"]).message
+    assert "each row's own max" in shared
+    axis = checks.run("01-softmax", MUTANTS["01-softmax"]["normalised over the first axis"]).message
+    assert "last axis" in axis
+    diagonal = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal only, s(1 − s)"]).message
+    assert "only the diagonal" in diagonal
+    missing = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal term missing"]).message
+    assert "diagonal term is missing" in missing

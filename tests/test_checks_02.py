@@ -30,6 +30,34 @@ def sgd_with(update):
     return lambda params, grads, lr, wd: [update(p, g, lr, wd) for p, g in zip(params, grads)]
 
 
+def gradients_with(hidden_error=None, bias=tf.reduce_sum, scale=1.0, mean=True, transpose_dW1=False):
+    """Backprop through the lesson's two-layer net, with one step done wrong on purpose."""
+    def right_error(dz, a, W2):
+        return dz[:, None] * tf.transpose(W2) * tf.cast(a > 0, a.dtype)
+
+    def gradients(x, y, W1, b1, W2, b2):
+        a = x @ W1 + b1
+        h = tf.nn.relu(a)
+        z = (h @ W2 + b2)[:, 0]
+        dz = scale * (tf.math.sigmoid(z) - y)
+        if mean:
+            dz = dz / tf.cast(tf.size(y), x.dtype)
+        dh = (hidden_error or right_error)(dz, a, W2)
+        dW1 = tf.transpose(dh) @ x if transpose_dW1 else tf.transpose(x) @ dh
+        return [dW1, bias(dh, axis=0), tf.transpose(h) @ dz[:, None], bias(dz, axis=0, keepdims=True)]
+    return gradients
+
+
+def adam_with(m_rule=None, v_rule=None, correct=True, root=tf.sqrt, sign=-1.0):
+    """One Adam step, with one part done wrong on purpose."""
+    def adam_step(theta, grad, m, v, t, learning_rate, beta_1, beta_2, epsilon):
+        m = (m_rule or (lambda m, g, b: b * m + (1 - b) * g))(m, grad, beta_1)
+        v = (v_rule or (lambda v, g, b: b * v + (1 - b) * g * g))(v, grad, beta_2)
+        m_hat, v_hat = (m / (1 - beta_1**t), v / (1 - beta_2**t)) if correct else (m, v)
+        return theta + sign * learning_rate * m_hat / (root(v_hat) + epsilon), m, v
+    return adam_step
+
+
 MUTANTS = {
     "02-dense": {
         "bias missing": lambda x, W, b, activation: activation(x @ W),
@@ -72,6 +100,24 @@ MUTANTS = {
         "returns only the first parameter": lambda params, grads, lr, wd: params[0] - lr * grads[0],
         "only the first parameter is updated":
             lambda params, grads, lr, wd: [params[0] - lr * grads[0] - lr * wd * params[0], *params[1:]],
+    },
+    "02-two_layer_gradients": {
+        "ReLU derivative missing": gradients_with(hidden_error=lambda dz, a, W2: dz[:, None] * tf.transpose(W2)),
+        "W2 not used for the hidden error": gradients_with(
+            hidden_error=lambda dz, a, W2: dz[:, None] * tf.cast(a > 0, a.dtype)),
+        "dW1 transposed": gradients_with(transpose_dW1=True),
+        "bias gradients averaged": gradients_with(bias=tf.reduce_mean),
+        "1/N missing": gradients_with(mean=False),
+        "label minus prediction": gradients_with(scale=-1.0),
+        "returns three gradients": lambda *args: gradients_with()(*args)[:3],
+    },
+    "02-adam_step": {
+        "no bias correction": adam_with(correct=False),
+        "v averages g, not g²": adam_with(v_rule=lambda v, g, b: b * v + (1 - b) * tf.abs(g)),
+        "m not a running average": adam_with(m_rule=lambda m, g, b: b * m + g),
+        "no square root": adam_with(root=lambda v: v),
+        "gradient ascent": adam_with(sign=1.0),
+        "returns only theta": lambda theta, grad, m, v, t, lr, b1, b2, eps: theta - lr * grad,
     },
 }
 
@@ -119,3 +165,8 @@ def test_messages_name_the_likely_cause():
     assert "not scaled by the learning rate" in message("02-sgd_step", "decay not scaled by the learning rate")
     assert "before adding b" in message("02-dense", "bias added after the activation")
     assert "transposed" in message("02-dense", "W transposed")
+    assert "ReLU derivative" in message("02-two_layer_gradients", "ReLU derivative missing")
+    assert "dW1 is transposed" in message("02-two_layer_gradients", "dW1 transposed")
+    assert "sum them" in message("02-two_layer_gradients", "bias gradients averaged")
+    assert "bias correction" in message("02-adam_step", "no bias correction")
+    assert "squared gradient" in message("02-adam_step", "v averages g, not g²")

@@ -170,3 +170,126 @@ def check_neuron(neuron, rng: np.random.Generator) -> str:
                                  "the activation is not applied: y = φ(x·w + b).": z + b,
                              })
     return "matches keras.layers.Dense(1) for 4 activations, batch sizes 1 to 16, float32 and float64."
+
+
+# --- softmax ------------------------------------------------------------------------------
+
+# Rows that break the usual shortcuts: huge logits (exp overflows), a row far below another
+# (one shared max sends that row's exponentials to 0, and 0/0 = NaN), and one logit alone.
+SOFTMAX_EXTREMES = [
+    np.array([1000.0, 999.0, -1000.0]),
+    np.array([[1000.0, 0.0, -5.0], [-1000.0, -1001.0, -1002.0]]),
+    np.array([[3.0], [-2000.0]]),
+]
+SOFTMAX_SHAPES = [(5,), (3, 4), (4, 4), (2, 3, 5)]  # (4, 4) tells the last axis from the first
+
+
+def _softmax_inputs(rng: np.random.Generator):
+    for dtype in FLOAT_TYPES:
+        for shape in SOFTMAX_SHAPES:
+            yield rng.normal(scale=5.0, size=shape).astype(dtype)
+        for z in SOFTMAX_EXTREMES:
+            yield z.astype(dtype)
+
+
+def _softmax_causes(z: np.ndarray) -> dict:
+    """What the usual mistakes return for logits z."""
+    causes = {}
+    if z.ndim >= 2:
+        causes["you normalised over the first axis; softmax normalises each row, over the last "
+               "axis (axis=-1)."] = tf.nn.softmax(z, axis=0).numpy()
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    causes["the exponentials are not divided by their sum, so they do not add up to 1."] = e
+    return causes
+
+
+@register("01-softmax")
+def check_softmax(softmax, rng: np.random.Generator) -> str:
+    for z in _softmax_inputs(rng):
+        what = f"softmax(z) for {z.dtype.name} z of shape {z.shape}"
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            got = to_numpy(call(softmax, tf.constant(z), what=what), what)
+        if got.shape != z.shape:
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {z.shape}: one probability per "
+                              "logit. Did the max or the sum lose its axis? Use keepdims=True.")
+        expect_dtype(got, z.dtype, what)
+        if np.isnan(got).any():
+            row = tuple(int(i) for i in np.argwhere(np.isnan(got))[0][:-1])
+            if z[row].max() < z.max() - 100:
+                hint = ("this row's logits all lie far below the largest logit of the whole tensor: "
+                        "subtract each row's own max (tf.reduce_max(z, axis=-1, keepdims=True)), not one "
+                        "max for everything.")
+            else:
+                hint = ("exp of a large logit overflows to inf, and inf/inf is NaN: subtract the row's "
+                        "max first (the log-sum-exp trick), so exp only sees numbers ≤ 0.")
+            where = f"in row {list(row)} " if row else ""
+            raise CheckFailed(f"{what} returned NaN {where}(logits {z[row]}): {hint}")
+        expect_close(got, tf.nn.softmax(z).numpy(), what, reference="tf.nn.softmax", **tolerances(z.dtype),
+                     likely_causes=_softmax_causes(z))
+    z = np.array([[1000.0, -1000.0, 0.5], [2.0, 1.0, 0.1]], np.float32)
+    y, grad = value_and_gradient(softmax, z, what="softmax(z)")
+    if not tf.is_tensor(y) or grad is None:
+        raise CheckFailed("tf.GradientTape finds no path from z to softmax(z): build it from TensorFlow "
+                          "ops on z (tf.exp, tf.reduce_max, tf.reduce_sum), no NumPy in between.")
+    if not np.isfinite(grad.numpy()).all():
+        raise CheckFailed("the gradient of softmax(z) is not finite at logits of ±1000, though its value "
+                          "is fine: keep every exp's argument ≤ 0.")
+    return ("matches tf.nn.softmax over the last axis in float32 and float64, for shapes up to 3-D and "
+            "logits of ±1000, with finite gradients.")
+
+
+def _reference_jacobian(z: np.ndarray) -> np.ndarray:
+    """d softmax(z)_i / d z_j for every row of z, by tf.GradientTape through tf.nn.softmax.
+
+    Rows do not interact, so the gradient of output i summed over the batch is row i of
+    every example's Jacobian.
+    """
+    z = tf.constant(z)
+    rows = []
+    for i in range(z.shape[-1]):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            s_i = tf.reduce_sum(tf.nn.softmax(z)[:, i])
+        rows.append(tape.gradient(s_i, z).numpy())
+    return np.stack(rows, axis=1)
+
+
+@register("01-softmax_jacobian")
+def check_softmax_jacobian(softmax_jacobian, rng: np.random.Generator) -> str:
+    cases = [rng.normal(scale=2.0, size=(batch, n)) for batch, n in [(1, 1), (1, 3), (4, 2), (8, 5), (3, 7)]]
+    cases.append(np.array([[1000.0, 999.0, -1000.0], [0.0, 0.0, 0.0]]))
+    for dtype in FLOAT_TYPES:
+        for z in cases:
+            z = z.astype(dtype)
+            batch, n = z.shape
+            what = f"softmax_jacobian(z) for {z.dtype.name} z of shape {z.shape}"
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                got = to_numpy(call(softmax_jacobian, tf.constant(z), what=what), what)
+            if got.shape != (batch, n, n):
+                raise CheckFailed(f"{what} has shape {got.shape}, expected {(batch, n, n)}: one n×n matrix "
+                                  "J[i, j] = ∂s_i/∂z_j per row of z (tf.linalg.diag and s[:, :, None] "
+                                  "* s[:, None, :] build such batches).")
+            expect_dtype(got, z.dtype, what)
+            if np.isnan(got).any():
+                raise CheckFailed(f"{what} contains NaN (logits {z.tolist()}): build it from a softmax "
+                                  "that subtracts each row's max, so exp never overflows.")
+            expected = _reference_jacobian(z)
+            s = tf.nn.softmax(z).numpy()
+            outer = s[:, :, None] * s[:, None, :]
+            diagonal = np.eye(n, dtype=dtype) * s[:, None, :]
+            expect_close(got, expected, what, reference="tf.GradientTape through tf.nn.softmax",
+                         rtol=1e-4 if dtype == np.float32 else 1e-9,
+                         atol=1e-6 if dtype == np.float32 else 1e-12,
+                         likely_causes={
+                             "you kept only the diagonal s_i(1 − s_i): moving z_j also changes every "
+                             "other s_i, through the shared denominator (i ≠ j terms).":
+                                 diagonal * (1 - s[:, None, :]),
+                             "the diagonal term is missing: for i = j the numerator e^{z_i} depends on "
+                             "z_i too, which adds s_i on the diagonal.": -outer,
+                             "the sign is flipped: raising z_i raises s_i, so the diagonal must be "
+                             "positive.": outer - diagonal,
+                             "you built the formula from the logits z; it is written in the "
+                             "probabilities s = softmax(z).":
+                                 np.eye(n, dtype=dtype) * z[:, None, :] - z[:, :, None] * z[:, None, :],
+                         })
+    return "matches the Jacobian of tf.nn.softmax by tf.GradientTape for 1 to 7 classes, float32 and float64."

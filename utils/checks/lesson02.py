@@ -267,3 +267,148 @@ def check_sgd_step(sgd_step, rng: np.random.Generator) -> str:
                              })
     return ("matches one step of keras.optimizers.SGD(learning_rate, weight_decay) for 1 and 4 "
             "parameters, with and without decay.")
+
+
+# --- backpropagation through the hidden layer ---------------------------------------------
+
+PARAMETER_NAMES = ("dW1", "db1", "dW2", "db2")
+
+
+def _two_layer_parts(x, y, W1, b1, W2, b2):
+    """The forward pass of the lesson's network in NumPy, and the usual wrong gradients."""
+    a = x @ W1 + b1
+    h = np.maximum(a, 0)
+    z = (h @ W2 + b2)[:, 0]
+    dz = (1 / (1 + np.exp(-z)) - y) / len(y)
+    dh_no_mask = dz[:, None] * W2[:, 0][None, :]
+    dh = dh_no_mask * (a > 0)
+    right = [x.T @ dh, dh.sum(0), h.T @ dz[:, None], dz.sum(keepdims=True)]
+    mistakes = {
+        "the hidden layer's error is missing the ReLU derivative: multiply by step(a) = [x W1 + b1 > 0], "
+        "which zeroes the error of every unit that was off.":
+            [x.T @ dh_no_mask, dh_no_mask.sum(0), right[2], right[3]],
+        "the bias gradients are averaged over the batch; the 1/N is already inside ∂L/∂z, so sum them.":
+            [right[0], dh.mean(0), right[2], dz.mean(keepdims=True)],
+        "the 1/N of the mean loss is missing: ∂L/∂z_i = (σ(z_i) − y_i)/N.": [g * len(y) for g in right],
+        "the signs are flipped: ∂L/∂z = σ(z) − y, prediction minus label.": [-g for g in right],
+    }
+    if W1.shape[0] == W1.shape[1]:
+        mistakes["dW1 is transposed: it must have W1's shape [inputs, hidden], which is xᵀ · (error "
+                 "of the hidden layer)."] = [dh.T @ x, *right[1:]]
+    return right, mistakes
+
+
+def _reference_gradients(x, y, W1, b1, W2, b2) -> list[np.ndarray]:
+    """The same gradients by tf.GradientTape through Keras's loss, the check's reference."""
+    params = [tf.constant(p) for p in (W1, b1, W2, b2)]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        h = tf.nn.relu(tf.matmul(x, params[0]) + params[1])
+        z = (tf.matmul(h, params[2]) + params[3])[:, 0]
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+    return [g.numpy() for g in tape.gradient(loss, params)]
+
+
+@register("02-two_layer_gradients")
+def check_two_layer_gradients(two_layer_gradients, rng: np.random.Generator) -> str:
+    # (batch, inputs, hidden); the square one tells xᵀ·δ from its transpose
+    for batch, inputs, hidden in [(1, 1, 1), (6, 3, 3), (8, 2, 16), (16, 4, 7)]:
+        for dtype in FLOAT_TYPES:
+            x = rng.normal(size=(batch, inputs)).astype(dtype)
+            y = rng.integers(0, 2, size=batch).astype(dtype)
+            W1 = rng.normal(size=(inputs, hidden)).astype(dtype)
+            b1 = rng.normal(scale=0.5, size=hidden).astype(dtype)
+            W2 = rng.normal(size=(hidden, 1)).astype(dtype)
+            b2 = rng.normal(size=1).astype(dtype)
+            what = (f"two_layer_gradients for {dtype.__name__} x of shape {x.shape}, W1 {W1.shape}, "
+                    f"W2 {W2.shape}")
+            got = call(two_layer_gradients, *(tf.constant(v) for v in (x, y, W1, b1, W2, b2)), what=what)
+            if not isinstance(got, (list, tuple)) or len(got) != 4:
+                raise CheckFailed(f"{what} returned {type(got).__name__}"
+                                  f"{f' of length {len(got)}' if isinstance(got, (list, tuple)) else ''}; "
+                                  "return a list of four gradients [dW1, db1, dW2, db2].")
+            expected = _reference_gradients(x, y, W1, b1, W2, b2)
+            right, mistakes = _two_layer_parts(x, y, W1, b1, W2, b2)
+            for k, name in enumerate(PARAMETER_NAMES):
+                out = f"{name} from {what}"
+                value = to_numpy(got[k], out)
+                if value.shape != expected[k].shape:
+                    raise CheckFailed(f"{out} has shape {value.shape}; a gradient has its parameter's "
+                                      f"shape, {expected[k].shape}.")
+                expect_dtype(value, dtype, out)
+                expect_close(value, expected[k], out, reference="tf.GradientTape through the same network",
+                             rtol=1e-4 if dtype == np.float32 else 1e-9,
+                             atol=1e-6 if dtype == np.float32 else 1e-12,
+                             likely_causes={cause: wrong[k] for cause, wrong in mistakes.items()})
+    return ("dW1, db1, dW2 and db2 match tf.GradientTape for hidden layers of 1 to 16 units, "
+            "float32 and float64.")
+
+
+# --- Adam ----------------------------------------------------------------------------------
+
+
+def _keras_adam_steps(theta, grads, learning_rate, beta_1, beta_2, epsilon) -> list[np.ndarray]:
+    """θ after each step of keras.optimizers.Adam fed the same gradients."""
+    variable = tf.Variable(theta)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                                      epsilon=epsilon)
+    out = []
+    for g in grads:
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+        out.append(variable.numpy())
+    return out
+
+
+def _adam_mistakes(theta, m, v, g, t, lr, beta_1, beta_2, eps) -> dict:
+    """θ after one step for the usual mistakes, from the same state."""
+    m_new, v_new = beta_1 * m + (1 - beta_1) * g, beta_2 * v + (1 - beta_2) * g * g
+    m_hat, v_hat = m_new / (1 - beta_1**t), v_new / (1 - beta_2**t)
+    return {
+        "the bias correction is missing: divide m by 1 − β₁ᵗ and v by 1 − β₂ᵗ, which matters most "
+        "in the first steps, when m and v start from 0.": theta - lr * m_new / (np.sqrt(v_new) + eps),
+        "the square root of v̂ is missing: the step is η m̂ / (√v̂ + ε).": theta - lr * m_hat / (v_hat + eps),
+        "the step goes up the gradient: subtract η m̂ / (√v̂ + ε).": theta + lr * m_hat / (np.sqrt(v_hat) + eps),
+    }
+
+
+@register("02-adam_step")
+def check_adam_step(adam_step, rng: np.random.Generator) -> str:
+    settings = [(0.1, 0.9, 0.999), (0.01, 0.8, 0.99), (float(rng.uniform(0.01, 0.3)), 0.5, 0.9)]
+    for lr, beta_1, beta_2 in settings:
+        eps = 1e-7
+        shape = tuple(int(s) for s in rng.integers(1, 5, size=int(rng.integers(1, 3))))
+        theta = rng.normal(size=shape).astype(np.float32)
+        # gradients at least 0.1 in size: there Keras's ε placement and the paper's agree to ~1e-6
+        grads = [(rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)).astype(np.float32)
+                 for _ in range(4)]
+        expected = _keras_adam_steps(theta, grads, lr, beta_1, beta_2, eps)
+        state = (tf.constant(theta), tf.zeros(shape), tf.zeros(shape))
+        m_ref, v_ref = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        for t, (g, e) in enumerate(zip(grads, expected), start=1):
+            what = (f"adam_step(theta, grad, m, v, t={t}, learning_rate={lr:.3g}, beta_1={beta_1}, "
+                    f"beta_2={beta_2})")
+            before = [s.numpy() if tf.is_tensor(s) else np.asarray(s) for s in state]
+            out = call(adam_step, state[0], tf.constant(g), state[1], state[2], t, lr, beta_1, beta_2, eps,
+                       what=what)
+            if not isinstance(out, (list, tuple)) or len(out) != 3:
+                raise CheckFailed(f"{what} returned a {type(out).__name__}; return the tuple "
+                                  "(new theta, new m, new v).")
+            got = [to_numpy(o, f"{name} from {what}") for name, o in zip(("theta", "m", "v"), out)]
+            m_ref = beta_1 * m_ref + (1 - beta_1) * g
+            v_ref = beta_2 * v_ref + (1 - beta_2) * g * g
+            expect_close(got[1], m_ref, f"the new m from {what}", reference="m ← β₁ m + (1 − β₁) g",
+                         rtol=1e-5, atol=1e-6, likely_causes={
+                             "m must be a running average: m ← β₁ m + (1 − β₁) g (the weights add up to 1).":
+                                 beta_1 * before[1] + g})
+            expect_close(got[2], v_ref, f"the new v from {what}", reference="v ← β₂ v + (1 − β₂) g²",
+                         rtol=1e-5, atol=1e-6, likely_causes={
+                             "v averages the squared gradient: v ← β₂ v + (1 − β₂) g².":
+                                 beta_2 * before[2] + (1 - beta_2) * g,
+                             "v averages the squared gradient g², not |g|: v ← β₂ v + (1 − β₂) g².":
+                                 beta_2 * before[2] + (1 - beta_2) * np.abs(g)})
+            expect_close(got[0], e, f"the new theta from {what}", reference="keras.optimizers.Adam",
+                         rtol=1e-5, atol=1e-5,
+                         likely_causes=_adam_mistakes(before[0], before[1], before[2], g, t, lr, beta_1,
+                                                      beta_2, eps))
+            state = out
+    return "matches keras.optimizers.Adam over 4 steps for 3 settings of η, β₁ and β₂, with m and v."
