@@ -107,6 +107,31 @@ def mha(mistake):
     return functools.partial(MutantMHA, mistake=mistake)
 
 
+def block(mistake=None):
+    """A Transformer block (the lesson's given sub-layers) whose call has one mistake switched on."""
+    class Block(keras.layers.Layer):
+        def __init__(self, d_model, num_heads, ff_units, **kwargs):
+            super().__init__(**kwargs)
+            self.attention = MutantMHA(num_heads, key_dim=d_model // num_heads)
+            self.attention_norm = keras.layers.LayerNormalization()
+            self.ff_hidden = keras.layers.Dense(ff_units, activation="relu")
+            self.ff_output = keras.layers.Dense(d_model)
+            self.ff_norm = keras.layers.LayerNormalization()
+
+        def call(self, x):
+            causal = mistake != "causal mask dropped"
+            attended = self.attention(x, x, use_causal_mask=causal)
+            if mistake == "pre-norm":
+                x = x + self.attention(self.attention_norm(x), self.attention_norm(x), use_causal_mask=causal)
+                return x + self.ff_output(self.ff_hidden(self.ff_norm(x)))
+            x = self.attention_norm(attended if mistake == "no residual" else x + attended)
+            fed = self.ff_output(self.ff_hidden(x))
+            if mistake == "no second norm":
+                return x + fed
+            return self.ff_norm(fed if mistake in ("no residual", "no feed-forward residual") else x + fed)
+    return Block
+
+
 MUTANTS = {
     "08-scaled_dot_product_attention": {
         "scaled by d instead of √d": functools.partial(attention, scale="d"),
@@ -145,6 +170,13 @@ MUTANTS = {
         "biases left out": mha("no biases"),
         "key weights created before the query's": mha("key weights first"),
     },
+    "08-transformer_block": {
+        "residual connections missing": block("no residual"),
+        "norm before each sub-layer (pre-norm)": block("pre-norm"),
+        "causal mask dropped": block("causal mask dropped"),
+        "feed-forward residual missing": block("no feed-forward residual"),
+        "second LayerNorm left out": block("no second norm"),
+    },
 }
 
 
@@ -155,6 +187,7 @@ def test_correct_mutant_class_passes():
         assert result.status == "passed", result.message
         assert checks.run("08-scaled_dot_product_attention", attention, seed=seed).status == "passed"
         assert checks.run("08-positional_encoding", positional, seed=seed).status == "passed"
+        assert checks.run("08-transformer_block", block(None), seed=seed).status == "passed"
 
 
 def test_unanswered_layer_is_not_attempted():
@@ -179,3 +212,6 @@ def test_messages_name_the_likely_cause():
     assert "heads are split wrongly" in message("08-multi_head_attention", "heads split wrongly")
     assert "output projection is missing" in message("08-multi_head_attention", "output projection missing")
     assert "mask is inverted" in message("08-multi_head_attention", "mask inverted")
+    assert "residual connection is missing" in message("08-transformer_block", "residual connections missing")
+    assert "pre-norm" in message("08-transformer_block", "norm before each sub-layer (pre-norm)")
+    assert "use_causal_mask=True" in message("08-transformer_block", "causal mask dropped")

@@ -290,3 +290,70 @@ def _mha_mistakes(query, value, key, weights, heads, key_dim, kwargs) -> dict:
         causes["with both an attention_mask and use_causal_mask=True, combine them: a key must be "
                "allowed by both."] = _mha(query, value, key, weights, kwargs["attention_mask"])
     return {cause: out.astype(np.float32) for cause, out in causes.items()}
+
+
+def _block_reference(x, weights, *, residual=True, norm="post", causal=True):
+    """A post-norm Transformer block (ReLU feed-forward) from Keras layers carrying ``weights``
+    (the order of TransformerBlock.get_weights()), with switches for the usual mistakes."""
+    d_model = x.shape[-1]
+    heads, key_dim = weights[0].shape[1], weights[0].shape[2]
+    attention = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim)
+    norms = [keras.layers.LayerNormalization() for _ in range(2)]
+    ff_units = weights[10].shape[-1]
+    hidden = keras.layers.Dense(ff_units, activation="relu")
+    output = keras.layers.Dense(d_model)
+    attention(x, x)
+    for layer in (*norms, hidden):
+        layer.build((None, None, d_model))
+    output.build((None, None, ff_units))
+    attention.set_weights(weights[:8])
+    norms[0].set_weights(weights[8:10])
+    hidden.set_weights(weights[10:12])
+    output.set_weights(weights[12:14])
+    norms[1].set_weights(weights[14:16])
+
+    def sublayer(h, f, layer_norm):
+        if norm == "pre":
+            return h + f(layer_norm(h))
+        return layer_norm(h + f(h)) if residual else layer_norm(f(h))
+
+    h = sublayer(x, lambda a: attention(a, a, use_causal_mask=causal), norms[0])
+    h = sublayer(h, lambda a: output(hidden(a)), norms[1])
+    return np.asarray(h, np.float64)
+
+
+@register("08-transformer_block")
+def check_transformer_block(block_class, rng: np.random.Generator) -> str:
+    cases = [(2, 5, 8, 2, 16), (1, 1, 4, 1, 8), (3, 7, 12, 3, 24), (int(rng.integers(1, 4)), int(rng.integers(2, 9)), 8, 4, 8)]
+    for batch, time, d_model, heads, ff_units in cases:
+        made = f"TransformerBlock({d_model}, {heads}, {ff_units})"
+        what = f"{made}(x) for x of shape {[batch, time, d_model]}"
+        x = rng.normal(size=(batch, time, d_model)).astype(np.float32)
+        block = call(lambda: block_class(d_model, heads, ff_units), what=made)
+        call(lambda: block(x), what=f"the first call of {what}")  # builds the weights
+        shapes = [tuple(w.shape) for w in call(lambda: block.get_weights(), what=f"{made}.get_weights()")]
+        weights = [(rng.normal(size=s) / np.sqrt(s[0] if len(s) > 1 else 4)).astype(np.float32) for s in shapes]
+        if len(weights) != 16:
+            raise CheckFailed(f"after its first call, {made} has {len(weights)} weights, expected 16 (attention 8, "
+                              "two LayerNormalizations 2 each, two Dense layers 2 each): call every given sub-layer "
+                              "once, and do not create new layers in call.")
+        for gamma in (8, 14):
+            weights[gamma] = (1.0 + 0.3 * rng.normal(size=shapes[gamma])).astype(np.float32)
+        call(lambda: block.set_weights(weights), what=f"{made}.set_weights(...)")
+        got = to_numpy(call(lambda: block(x), what=what), what)
+        expected = _block_reference(x, weights)
+        if got.shape != expected.shape:
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape} ([batch, time, d_model]).")
+        expect_close(got.astype(np.float64), expected, what, rtol=1e-3, atol=1e-4,
+                     reference="a post-norm block of Keras layers with the same weights",
+                     likely_causes={
+                         "a residual connection is missing: each sub-layer's result is added to its input, "
+                         "LayerNorm(x + sublayer(x)).": _block_reference(x, weights, residual=False),
+                         "the LayerNorm is applied before each sub-layer (pre-norm, x + sublayer(LayerNorm(x))); "
+                         "this block normalises after the addition, as in the original paper.":
+                             _block_reference(x, weights, norm="pre"),
+                         "the attention is not causal: pass use_causal_mask=True, so no position reads the "
+                         "tokens after it.": _block_reference(x, weights, causal=False),
+                     })
+    return ("equals a post-norm block of keras.layers.MultiHeadAttention, LayerNormalization and Dense with "
+            "the same weights, for 4 sizes incl. batch 1 and time 1.")
