@@ -1,6 +1,4 @@
 """A smoke test of the benchmark command at its smallest sizes (the real run is never part of pytest)."""
-import time
-
 from utils import bench
 
 
@@ -21,15 +19,27 @@ def test_spread_gives_median_and_range():
     assert bench.spread([4.0]) == "4.00"
 
 
+class FakeClock:
+    """A clock that moves only when told to: each call of the timed function takes ``step`` seconds."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += self.step
+
+
 def test_seconds_per_call_averages_over_enough_calls():
-    calls = []
+    clock, calls = FakeClock(0.25), []  # binary fractions: sums are exact
 
-    def sleepy():
+    def one_call():
         calls.append(1)
-        time.sleep(0.01)
+        clock.tick()
 
-    seconds = bench.seconds_per_call(sleepy, min_seconds=0.05)
-    assert len(calls) >= 5
-    assert 0.01 <= seconds < 0.05
+    assert bench.seconds_per_call(one_call, min_seconds=1.0, clock=clock) == 0.25
+    assert len(calls) == 4
     calls.clear()
-    assert bench.seconds_per_call(lambda: calls.append(1), min_seconds=0.0) >= 0 and len(calls) == 1
+    assert bench.seconds_per_call(lambda: calls.append(1), min_seconds=0.0, clock=clock) == 0 and len(calls) == 1

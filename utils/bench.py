@@ -9,19 +9,28 @@ Parts:
   layers   hand-built layers of lessons 04 and 08 against Keras's, as throughput ratios
   xl       lesson 09's Transformer-XL evaluation with cached memory against a vanilla
            Transformer's sliding window, in tokens per second
-  grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs
+  grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs;
+           and, when nbgrader is installed, `python -m utils.grade` against `nbgrader
+           autograde` on the same two submissions (the solution and the untouched lesson),
+           each timed as a whole command, with the ratio
+--lessons 01 04 limits the runtime and grading parts to those lessons.
 Every figure is the median over the repetitions, with the spread (min–max) beside it. A part
 whose lesson does not exist yet is reported as "not available", never silently skipped.
 """
 import argparse
 import concurrent.futures
 import datetime
+import importlib.util
+import inspect
 import linecache
 import os
 import pathlib
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -38,6 +47,7 @@ TARGETS = {
     "layer ratio": 0.8,  # hand-built throughput / library throughput, at least
     "xl speed-up": 50.0,  # at context 256, at least
     "grading": 30.0,  # seconds per submission, at most
+    "nbgrader ratio": 3.0,  # nbgrader autograde seconds / utils.grade seconds, at least
 }
 NOT_AVAILABLE = "not available"
 
@@ -64,17 +74,30 @@ def tagged_cell(lesson_prefix: str, tag: str) -> str | None:
     return None
 
 
-def load_tagged(lesson_prefix: str, tag: str) -> dict | None:
-    """Run a tagged solution cell on its own and return what it defines."""
-    source = tagged_cell(lesson_prefix, tag)
-    if source is None:
-        return None
-    filename = f"<{lesson_prefix}{tag}>"
+def run_cell(source: str, filename: str) -> dict:
+    """Run one solution cell on its own, with the lessons' imports, and return what it defines."""
     # AutoGraph reads a function's source through linecache, as it does for notebook cells.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"tf": tf, "keras": keras, "np": np}
     exec(compile(source, filename, "exec"), namespace)
     return namespace
+
+
+def load_tagged(lesson_prefix: str, tag: str) -> dict | None:
+    """Run a tagged solution cell on its own and return what it defines."""
+    source = tagged_cell(lesson_prefix, tag)
+    return None if source is None else run_cell(source, f"<{lesson_prefix}{tag}>")
+
+
+def solution_answer(exercise_id: str):
+    """The solution's function for an exercise ("04-lstm_cell" -> its lstm_cell), for a layer
+    that is built on the learner's own function."""
+    for path in lessons.solution_paths():
+        if path.name.startswith(exercise_id[:2]):
+            for cell in nbformat.read(path, as_version=4).cells:
+                if lessons.is_answer_cell(cell) and lessons.nbgrader(cell)["grade_id"] == exercise_id:
+                    return run_cell(cell.source, f"<{exercise_id}>")[exercise_id.split("-", 1)[1]]
+    raise KeyError(f"no answer cell {exercise_id} in the solutions")
 
 
 def layer_class(namespace: dict) -> type:
@@ -89,8 +112,7 @@ def layer_class(namespace: dict) -> type:
 # --- 1. course runtime --------------------------------------------------------------------
 
 
-def bench_runtime(repeats: int, quick: bool) -> list[str]:
-    paths = lessons.solution_paths()[:1] if quick else lessons.solution_paths()
+def bench_runtime(repeats: int, paths: list[pathlib.Path]) -> list[str]:
     rows = ["| notebook | seconds | target ≤ 150 s |", "|---|---|---|"]
     medians = []
     for path in paths:
@@ -113,10 +135,13 @@ def bench_runtime(repeats: int, quick: bool) -> list[str]:
 MIN_SAMPLE_SECONDS = 0.3  # one call of a small layer takes milliseconds: too short to time alone
 
 
-def seconds_per_call(function, min_seconds: float = MIN_SAMPLE_SECONDS) -> float:
-    """Mean wall seconds of ``function()`` over as many calls as fill ``min_seconds``."""
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < min_seconds or calls == 0:
+def seconds_per_call(function, min_seconds: float = MIN_SAMPLE_SECONDS, clock=time.perf_counter) -> float:
+    """Mean wall seconds of ``function()`` over as many calls as fill ``min_seconds``.
+
+    ``clock`` is there so that a test can count calls on a fake clock, not on this machine's speed.
+    """
+    calls, start = 0, clock()
+    while (elapsed := clock() - start) < min_seconds or calls == 0:
         function()
         calls += 1
     return elapsed / calls
@@ -166,7 +191,11 @@ def bench_layers(repeats: int, quick: bool) -> list[str]:
         units, features = (8, 4) if quick else (64, 16)
         for batch, steps in [(4, 8)] if quick else [(32, 50), (128, 100)]:
             x = tf.random.normal([batch, steps, features])
-            library, hand = keras.layers.LSTM(units), layer_class(lstm)(units)
+            hand_class = layer_class(lstm)
+            # the lesson's layer runs the learner's lstm_cell when its constructor asks for one
+            cell = {"cell": solution_answer("04-lstm_cell")} \
+                if "cell" in inspect.signature(hand_class.__init__).parameters else {}
+            library, hand = keras.layers.LSTM(units), hand_class(units, **cell)
             library(x), hand(x)
             hand.set_weights(library.get_weights())
             rows += compare_layers(f"lesson 04 LSTM, {units} units", f"batch {batch}, {steps} steps",
@@ -210,9 +239,8 @@ def bench_xl(repeats: int, quick: bool) -> list[str]:
 # --- 4. grading speed ---------------------------------------------------------------------------
 
 
-def bench_grading(repeats: int, quick: bool) -> list[str]:
+def bench_grading(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[str]:
     rows = ["| submission | parallel jobs | seconds per submission | target ≤ 30 s |", "|---|---|---|---|"]
-    paths = lessons.solution_paths()[:1] if quick else lessons.solution_paths()
     for path in paths:
         data = path.read_bytes()
         for jobs in (1,) if quick else (1, 2):
@@ -230,6 +258,71 @@ def bench_grading(repeats: int, quick: bool) -> list[str]:
             warning = f"; **the solution lost points in {len(short)} gradings**" if short else ""
             rows.append(f"| {path.stem} (solution) | {jobs} | {spread(samples, 1)} | "
                         f"{verdict(statistics.median(samples) <= TARGETS['grading'])}{warning} |")
+    return rows + ["", *bench_against_nbgrader(repeats, quick, paths)]
+
+
+NBGRADER_CONFIG = """c = get_config()
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.db_url = "sqlite:///" + {database!r}
+c.Execute.timeout = {cell_seconds}
+"""
+
+
+def nbgrader_course(root: pathlib.Path, lesson: str, submissions: dict[str, bytes],
+                    cell_seconds: int = 600) -> str:
+    """An nbgrader course folder in ``root``: the lesson's solution as its source (nbgrader's
+    source/<assignment>/ layout) and each student's notebook in submitted/<student>/<assignment>/.
+    Returns the assignment's name, the lesson's number ("01")."""
+    assignment = lesson[:2]
+    (root / "source" / assignment).mkdir(parents=True)
+    shutil.copy(lessons.SOLUTIONS / f"{lesson}.ipynb", root / "source" / assignment)
+    for student, data in submissions.items():
+        (root / "submitted" / student / assignment).mkdir(parents=True)
+        (root / "submitted" / student / assignment / f"{lesson}.ipynb").write_bytes(data)
+    (root / "nbgrader_config.py").write_text(NBGRADER_CONFIG.format(
+        root=str(root), database=str(root / "gradebook.db"), cell_seconds=cell_seconds))
+    return assignment
+
+
+def run_nbgrader(root: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    """One nbgrader command in the course folder ``root``. Its kernels find the course's
+    ``utils`` through PYTHONPATH, as a course that keeps the repository beside it would."""
+    path = os.pathsep.join(filter(None, [str(lessons.ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=dict(os.environ, PYTHONPATH=path),
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return done
+
+
+def bench_against_nbgrader(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[str]:
+    """Whole-command seconds of ``python -m utils.grade`` and ``nbgrader autograde`` on the same
+    two submissions of a lesson, timed in turn within each repetition (one ratio each)."""
+    rows = ["| lesson (solution + untouched lesson) | utils.grade s | nbgrader autograde s | "
+            "ratio (nbgrader / utils.grade) | target ≥ 3× |", "|---|---|---|---|---|"]
+    if importlib.util.find_spec("nbgrader") is None:
+        return rows + [f"| nbgrader is not installed | {NOT_AVAILABLE} | {NOT_AVAILABLE} | {NOT_AVAILABLE} | |"]
+    if quick:
+        return rows + ["| not measured with --quick (nbgrader runs every cell of the lesson) | | | | |"]
+    for path in paths:
+        with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
+            root = pathlib.Path(folder)
+            blank = lessons.lesson_path(path).read_bytes()
+            assignment = nbgrader_course(root, path.stem, {"solution": path.read_bytes(), "blank": blank})
+            run_nbgrader(root, "generate_assignment", assignment, "--force")
+            ours, theirs = [], []
+            for repeat in range(repeats):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "utils.grade", str(root / "submitted"),
+                                "--out", str(root / f"grades-{repeat}")],
+                               cwd=lessons.ROOT, capture_output=True, check=True)
+                ours.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                run_nbgrader(root, "autograde", assignment, "--force")
+                theirs.append(time.perf_counter() - start)
+            ratio = [t / o for o, t in zip(ours, theirs)]
+            rows.append(f"| {path.stem} | {spread(ours, 1)} | {spread(theirs, 1)} | {spread(ratio, 1)}× | "
+                        f"{verdict(statistics.median(ratio) >= TARGETS['nbgrader ratio'])} |")
     return rows
 
 
@@ -258,14 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each measurement (default 3)")
     parser.add_argument("--quick", action="store_true", help="smallest sizes and one notebook: a smoke test")
     parser.add_argument("--out", type=pathlib.Path, default=lessons.ROOT / "BENCHMARKS.md")
+    parser.add_argument("--lessons", nargs="+", metavar="NN", help="runtime and grading of these lessons only")
     args = parser.parse_args(argv)
 
-    sections = {"runtime": ("Course runtime", bench_runtime),
+    paths = [p for p in lessons.solution_paths() if not args.lessons or p.name[:2] in args.lessons]
+    paths = paths[:1] if args.quick else paths
+    sections = {"runtime": ("Course runtime", lambda repeats, quick: bench_runtime(repeats, paths)),
                 "layers": ("Hand-built layers against Keras", bench_layers),
                 "xl": ("Transformer-XL evaluation speed", bench_xl),
-                "grading": ("Grading speed", bench_grading)}
+                "grading": ("Grading speed", lambda repeats, quick: bench_grading(repeats, quick, paths))}
     report = ["# Benchmarks", "",
-              f"Measured by `python -m utils.bench{' --quick' if args.quick else ''} --repeats {args.repeats}` "
+              f"Measured by `python -m utils.bench{' --quick' if args.quick else ''} --repeats {args.repeats}"
+              f"{' --lessons ' + ' '.join(args.lessons) if args.lessons else ''}` "
               f"on {datetime.date.today().isoformat()}.", "", f"Machine: {machine()}.", "",
               "Each figure is the median over the repetitions, with the spread (min–max) in brackets. "
               f"A layer's time in one repetition is the mean over as many calls as fill {MIN_SAMPLE_SECONDS} s."]

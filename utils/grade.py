@@ -1,32 +1,35 @@
 """Grade a class's notebooks against the official lessons:
 
     python -m utils.grade SUBMISSIONS --out DIR [--jobs 2] [--student NAME] [--lesson 01]
+                          [--similarity-threshold 0.9]
 
 SUBMISSIONS is a folder laid out SUBMISSIONS/<student>/<NN_name>.ipynb (nbgrader's layout;
 deeper folders such as <student>/<assignment>/ are fine too), or notebook files named
 <student>_<NN_name>.ipynb. DIR receives
 
     gradebook.csv                one row per student: points per exercise, per lesson, total
+    gradebook_canvas.csv         the same totals per lesson, for Canvas's gradebook import
+    gradebook_moodle.csv         the same totals per lesson, for Moodle's CSV grade import
     results.csv                  one row per student, lesson and exercise, with the message
+    similarity.csv               pairs of students whose answers are near-identical
     feedback/<student>/<NN_name>.md   what each student reads
     results/<student>/<NN_name>.json  the record each of the above is made from
 
-Each result is written (atomically) as soon as its notebook is graded, so a run that is
-stopped resumes where it left off; --regrade grades the selected notebooks again.
-Submissions are only read, never changed.
+Each result is written (atomically) as soon as its notebook is graded, and its rows are
+appended to results.csv, so a run that is stopped resumes where it left off; the gradebooks
+and the similarity report are written once, at the end. --regrade grades the selected
+notebooks again. Submissions are only read, never changed.
 """
 import argparse
 import concurrent.futures
-import csv
 import dataclasses
-import io
 import json
 import os
 import pathlib
 import sys
 import threading
 
-from utils import grading
+from utils import gradebook, grading, similarity
 
 
 @dataclasses.dataclass
@@ -38,14 +41,12 @@ class Submission:
 
 def find_submissions(paths: list[pathlib.Path]) -> list[Submission]:
     """Every notebook under the given folders and files, with its student and lesson."""
-    names = grading.lesson_names()
-
     def from_file_name(path: pathlib.Path) -> Submission:
-        for name in names:
-            if path.stem.endswith("_" + name):
-                return Submission(path.stem[: -len(name) - 1], name, path)
-        student, _, lesson = path.stem.partition("_")
-        return Submission(student, lesson or path.stem, path)
+        lesson = grading.lesson_of(path)
+        if lesson and "_" + lesson in path.stem:
+            return Submission(path.stem.partition("_" + lesson)[0], lesson, path)
+        student, _, rest = path.stem.partition("_")
+        return Submission(student, lesson or rest or path.stem, path)
 
     found = []
     for root in paths:
@@ -58,7 +59,7 @@ def find_submissions(paths: list[pathlib.Path]) -> list[Submission]:
             elif entry.is_dir():
                 for notebook in sorted(entry.rglob("*.ipynb")):
                     if ".ipynb_checkpoints" not in notebook.parts:
-                        found.append(Submission(entry.name, notebook.stem, notebook))
+                        found.append(Submission(entry.name, grading.lesson_of(notebook) or notebook.stem, notebook))
     return found
 
 
@@ -82,39 +83,28 @@ def feedback(student: str, result: grading.NotebookResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(header: list[str], rows: list[list]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+def write_tables(out: pathlib.Path, records: list[dict], threshold: float) -> None:
+    """The gradebooks and the similarity report, from every stored record: once per run."""
+    for name, table in [("gradebook.csv", gradebook.gradebook), ("gradebook_canvas.csv", gradebook.canvas),
+                        ("gradebook_moodle.csv", gradebook.moodle)]:
+        write_atomically(out / name, gradebook.to_csv(*table(records)))
+    pairs = similarity.report([(r["student"], r["lesson"], pathlib.Path(r["file"])) for r in records], threshold)
+    write_atomically(out / "similarity.csv", gradebook.to_csv(similarity.HEADER, pairs))
 
 
-def write_tables(out: pathlib.Path) -> None:
-    """gradebook.csv and results.csv, rebuilt from every stored result."""
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((out / "results").glob("*/*.json"))]
-    long_rows, points, columns = [], {}, {}
-    for record in records:
-        student, lesson = record["student"], record["lesson"]
-        for e in record["exercises"]:
-            long_rows.append([student, lesson, e["exercise"], e["points"], e["max_points"], e["status"],
-                              e["message"], f"{e['seconds']:.2f}"])
-            points.setdefault(student, {})[e["exercise"]] = e["points"]
-            columns.setdefault(lesson, []).append(e["exercise"])
-        points.setdefault(student, {})[f"{lesson} total"] = sum(e["points"] for e in record["exercises"])
-        columns.setdefault(lesson, [])
-    header = ["student"]
-    for lesson in sorted(columns):
-        header += sorted(set(columns[lesson]), key=columns[lesson].index) + [f"{lesson} total"]
-    header.append("total")
-    wide = []
-    for student in sorted(points):
-        row = points[student]
-        total = sum(v for k, v in row.items() if k.endswith(" total"))
-        wide.append([student] + [row.get(column, "") for column in header[1:-1]] + [total])
-    write_atomically(out / "gradebook.csv", to_csv(header, wide))
-    write_atomically(out / "results.csv", to_csv(
-        ["student", "lesson", "exercise", "points", "max_points", "status", "message", "seconds"], long_rows))
+def start_results(out: pathlib.Path, records: list[dict]) -> None:
+    """results.csv from the stored records that stay, before a run appends the new ones: a
+    row a stopped run wrote twice or half, or never wrote, is put right here."""
+    rows = [row for record in records for row in gradebook.result_rows(record)]
+    write_atomically(out / "results.csv", gradebook.to_csv(gradebook.RESULTS_HEADER, rows))
+
+
+def append_results(out: pathlib.Path, record: dict) -> None:
+    """A graded notebook's rows, appended in one write after its record is stored."""
+    with open(out / "results.csv", "a", encoding="utf-8", newline="") as file:
+        file.write(gradebook.to_csv([], gradebook.result_rows(record)))
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def record_path(out: pathlib.Path, submission: Submission) -> pathlib.Path:
@@ -136,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebook-timeout", type=float, default=limits.notebook_seconds, help="seconds per notebook")
     parser.add_argument("--memory-mb", type=int, default=limits.memory_mb, help="memory per notebook")
     parser.add_argument("--output-mb", type=float, default=limits.output_mb, help="printed output per notebook")
+    parser.add_argument("--similarity-threshold", type=float, default=similarity.THRESHOLD,
+                        help=f"score (0-1) from which similarity.csv lists a pair (default {similarity.THRESHOLD})")
     args = parser.parse_args(argv)
     limits = grading.Limits(cell_seconds=args.cell_timeout, call_seconds=args.call_timeout,
                             notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
@@ -152,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(submissions)} notebooks found, {len(submissions) - len(todo)} already graded, {len(todo)} to grade")
     hidden = grading.hidden_folders(*[p.resolve() if p.is_dir() else p.resolve().parent for p in args.submissions], out)
     lock = threading.Lock()
+    regraded = {record_path(out, s) for s in todo}
+    stored = {path: json.loads(path.read_text(encoding="utf-8")) for path in sorted((out / "results").glob("*/*.json"))}
+    start_results(out, [record for path, record in stored.items() if path not in regraded])
 
     def grade(submission: Submission) -> None:
         try:
@@ -159,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:
             data = f"unreadable: {error.strerror}".encode()
         result = grading.grade_notebook(data, submission.lesson, limits, hidden)
-        record = {"student": submission.student, "file": str(submission.path), **dataclasses.asdict(result)}
+        record = {"student": submission.student, "file": str(submission.path.resolve()), **dataclasses.asdict(result)}
         with lock:
             if result.sandboxed is False and not warned:
                 warned.append(True)
@@ -169,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomically(record_path(out, submission), json.dumps(record, indent=1, ensure_ascii=False))
             write_atomically(out / "feedback" / submission.student / f"{submission.lesson}.md",
                              feedback(submission.student, result))
-            write_tables(out)
+            append_results(out, record)
+            stored[record_path(out, submission)] = record
             done.append(submission)
             print(f"[{len(done)}/{len(todo)}] {submission.student} {submission.lesson}: "
                   f"{result.points:g}/{result.max_points:g} ({result.status}, {result.seconds:.1f} s)", flush=True)
@@ -179,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(grade, s) for s in todo]:
             future.result()
-    out.mkdir(parents=True, exist_ok=True)
-    write_tables(out)
-    print(f"wrote {out / 'gradebook.csv'}, {out / 'results.csv'} and {out / 'feedback'}/")
+    records = [stored[path] for path in sorted(stored)]
+    if len(regraded) < len(todo):  # two notebooks of one student and lesson: only the last one's record stays
+        start_results(out, records)
+    write_tables(out, records, args.similarity_threshold)
+    print(f"wrote {out / 'gradebook.csv'} (and for Canvas and Moodle), {out / 'results.csv'}, "
+          f"{out / 'similarity.csv'} and {out / 'feedback'}/")
     return 0
 
 
