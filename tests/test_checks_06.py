@@ -1,4 +1,5 @@
 """Lesson 06's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -51,6 +52,39 @@ def share_wrong(y_true, y_pred):
     return 1.0 - tf.reduce_mean(per_row(y_true, y_pred))
 
 
+def beam_with(one_beam=False, last_token_only=False, probabilities=False, extend_finished=False,
+              drop_finished=False, keep_start=False):
+    """A beam search with one chosen mistake built in (the defaults make the right one)."""
+
+    def beam_search(step, states, start_id, end_id, max_length, beam_width):
+        width = 1 if one_beam else beam_width
+        hypotheses, finished = [([], 0.0, states)], []
+        for _ in range(max_length):
+            tokens = tf.constant([ids[-1] if ids else start_id for ids, _, _ in hypotheses], tf.int32)
+            batched = [tf.concat([h[2][i] for h in hypotheses], axis=0) for i in range(len(states))]
+            logits, new_states = step(tokens, batched)
+            log_probs = tf.nn.log_softmax(logits, axis=-1).numpy()
+            candidates = [] if drop_finished else list(finished)
+            for row, (ids, score, _) in enumerate(hypotheses):
+                row_states = [s[row:row + 1] for s in new_states]
+                for token in np.argsort(-log_probs[row])[:width]:
+                    gain = np.exp(log_probs[row, token]) if probabilities else log_probs[row, token]
+                    total = float(gain) if last_token_only else score + float(gain)
+                    candidates.append((ids + [int(token)], total, row_states))
+            kept = sorted(candidates, key=lambda h: h[1], reverse=True)[:width]
+            if extend_finished:
+                finished, hypotheses = [], kept
+            else:
+                finished = [h for h in kept if h[0][-1] == end_id]
+                hypotheses = [h for h in kept if h[0][-1] != end_id]
+            if not hypotheses:
+                break
+        ids, score, _ = max(finished + hypotheses, key=lambda h: h[1])
+        return tf.constant(([start_id] if keep_start else []) + ids, tf.int32), score
+
+    return beam_search
+
+
 MUTANTS = {
     "06-teacher_forcing": {
         "shifted the wrong way": lambda ids: (ids[:, 1:], ids[:, :-1]),
@@ -69,6 +103,14 @@ MUTANTS = {
         "keeps the [start] token": decoder_with(keep_start=True),
         "stops when the first row ends": decoder_with(stop_on_any=True),
     },
+    "06-beam_search": {
+        "keeps only one beam": beam_with(one_beam=True),
+        "ranks by the last token only": beam_with(last_token_only=True),
+        "sums probabilities": beam_with(probabilities=True),
+        "extends finished hypotheses": beam_with(extend_finished=True),
+        "drops finished hypotheses": beam_with(drop_finished=True),
+        "keeps the [start] token": beam_with(keep_start=True),
+    },
     "06-exact_match": {
         "padding compared": count_padding,
         "per-token accuracy": token_accuracy,
@@ -81,6 +123,8 @@ MUTANTS = {
 def test_right_decoder_written_here_passes():
     """The mutant builder with no mistake is right, so each mutant differs by one mistake."""
     result = checks.run("06-greedy_decode", decoder_with(), seed=0)
+    assert result.status == "passed", result.message
+    result = checks.run("06-beam_search", beam_with(), seed=0)
     assert result.status == "passed", result.message
 
 
@@ -103,6 +147,10 @@ def test_utils_versions_pass():
     ("06-greedy_decode", "keeps the [start] token", "Leave out the [start] token"),
     ("06-greedy_decode", "feeds [start] every step", "feed each step the token"),
     ("06-greedy_decode", "samples instead of argmax", "argmax"),
+    ("06-beam_search", "keeps only one beam", "That is the greedy path"),
+    ("06-beam_search", "drops finished hypotheses", "must stay among the candidates"),
+    ("06-beam_search", "extends finished hypotheses", "[end]"),
+    ("06-beam_search", "keeps the [start] token", "leave out the [start] token"),
     ("06-exact_match", "padding compared", "ignore positions where y_true is 0"),
     ("06-exact_match", "per-token accuracy", "per-token accuracy"),
     ("06-exact_match", "one value per row", "one number"),

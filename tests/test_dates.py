@@ -89,3 +89,32 @@ def test_metrics_ignore_padding():
     assert dates.exact_match(y_true, y_pred) == 0.5
     assert dates.character_accuracy(y_true, y_pred) == pytest.approx(6 / 7)
     assert dates.length_buckets(["abc", "a" * 25, "a" * 70], [0, 20, 40, 60, 100]).tolist() == [0, 1, 3]
+
+
+def test_date_lists_are_seeded_balanced_and_right():
+    pairs = dates.generate_date_lists(300, max_dates=3, seed=1)
+    assert pairs == dates.generate_date_lists(300, max_dates=3, seed=1)
+    assert pairs != dates.generate_date_lists(300, max_dates=3, seed=2)
+    counts = [len(target.split(dates.ISO_SEPARATOR)) for _, target in pairs]
+    assert sorted(set(counts)) == [1, 2, 3] and counts.count(1) == counts.count(3) == 100
+    for source, target in pairs:
+        written, answers = source.split(dates.LIST_SEPARATOR), target.split(dates.ISO_SEPARATOR)
+        assert len(written) == len(answers)
+        for text, answer in zip(written, answers):
+            day = datetime.date.fromisoformat(answer)
+            assert text in dates._styles(day, np.random.default_rng(0))[:dates.NUMERIC_STYLES]
+
+
+def test_list_targets_round_trip_with_padding():
+    targets = ["2021-03-03", "2021-03-03 1999-12-31"]
+    lookup = dates.list_target_lookup()
+    ids = dates.encode_targets(targets, lookup).numpy()
+    assert ids.shape == (2, 2 * dates.TARGET_LENGTH + 3) and ids[0, dates.TARGET_LENGTH + 2:].tolist() == [0] * 11
+    assert dates.decode_ids(ids, lookup) == targets
+
+
+def test_dates_right_counts_dates_in_their_place():
+    targets = ["2021-03-03 1999-12-31 2000-01-01", "2021-03-03", "2021-03-03 1999-12-31"]
+    guesses = ["2021-03-03 1999-12-30 2000-01-01", "2021-03-03 1999-12-31", "1999-12-31 2021-03-03"]
+    assert dates.dates_right(targets, guesses) == pytest.approx([2 / 3, 1.0, 0.0])
+    assert dates.dates_right(["2021-03-03 1999-12-31"], ["2021-03-03"]) == pytest.approx([0.5])

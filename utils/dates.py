@@ -308,6 +308,57 @@ def length_buckets(texts: list[str], edges: list[int]) -> np.ndarray:
     return np.searchsorted(np.asarray(edges), lengths, side="right") - 1
 
 
+# ---------------------------------------------------------------------------------------
+# Lists of dates: the same translation, with more to remember the longer the input.
+
+LIST_SEPARATOR, ISO_SEPARATOR = "; ", " "
+NUMERIC_STYLES = 2  # the first two styles: 3/3/21 and 03/03/2021, every character informative
+
+
+def generate_date_lists(n: int, max_dates: int = 3, seed: int = 0,
+                        styles: int = NUMERIC_STYLES) -> list[tuple[str, str]]:
+    """``n`` (input, target) pairs, each input a list of 1 to ``max_dates`` days (as many of
+    each count) written in the first ``styles`` styles and joined by ``"; "``, each target
+    their ISO dates joined by spaces:
+
+        3/26/79; 12/01/2005  ->  1979-03-26 2005-12-01
+
+    Every date adds about 15 bits the model must carry from input to output, so the longer
+    the input, the more a fixed-size summary of it has to hold. Reproducible from ``seed``;
+    made in well under a second, so lessons draw it at run time instead of reading a file.
+    """
+    rng = np.random.default_rng(seed)
+    span = (LAST_DAY - FIRST_DAY).days
+    pairs = []
+    for count in rng.permutation(np.arange(n) % max_dates + 1):
+        texts, answers = [], []
+        for _ in range(count):
+            day = FIRST_DAY + datetime.timedelta(days=int(rng.integers(span + 1)))
+            texts.append(_styles(day, rng)[int(rng.integers(styles))])
+            answers.append(day.isoformat())
+        pairs.append((LIST_SEPARATOR.join(texts), ISO_SEPARATOR.join(answers)))
+    return pairs
+
+
+def list_target_lookup():
+    """The output StringLookup of date lists: :func:`target_lookup`'s tokens and a space."""
+    import keras
+
+    return keras.layers.StringLookup(vocabulary=[START, END] + TARGET_CHARACTERS + [ISO_SEPARATOR],
+                                     mask_token=PAD)
+
+
+def dates_right(targets: list[str], guesses: list[str]) -> np.ndarray:
+    """Per row, the share of the target's dates that the guess wrote right, in their place
+    (the k-th date of the guess against the k-th of the target): partial credit that says
+    how many of a list's dates got through, where exact match only says whether all did."""
+    shares = []
+    for target, guess in zip(targets, guesses):
+        wanted, written = target.split(ISO_SEPARATOR), guess.split(ISO_SEPARATOR)
+        shares.append(np.mean([w == g for w, g in zip(wanted, written + [""] * len(wanted))]))
+    return np.array(shares)
+
+
 if __name__ == "__main__":
     digest = write_dates()
     print(f"wrote {DATES_PATH.relative_to(ROOT)} (SHA-256 {digest})")

@@ -3,11 +3,14 @@
 Teacher forcing is compared with its definition on random batches of token ids with start
 and end tokens and padding; greedy decoding is run on a tiny "model" whose most likely path
 is known in advance (:func:`known_path_step`); exact match is compared with a brute-force
-count on predictions that differ only in padding, only in real tokens, or not at all.
+count on predictions that differ only in padding, only in real tokens, or not at all; beam
+search is run on a tiny decoder with a random table of next-token probabilities
+(:func:`table_step`) and compared with a brute-force search over every output it can write.
 
 Conventions, so that the grader can call answers in another process: every argument and
-result is a tensor, a NumPy array, a list, a tuple or a number, and the one function passed
-to an answer, :func:`known_path_step`, is defined at module level here (it is sent by name).
+result is a tensor, a NumPy array, a list, a tuple or a number, and the functions passed
+to answers, :func:`known_path_step` and :func:`table_step`, are defined at module level here
+(they are sent by name).
 """
 import numpy as np
 import tensorflow as tf
@@ -205,3 +208,134 @@ def check_exact_match(exact_match, rng: np.random.Generator) -> str:
             },
         )
     return "counts a row as right only when every non-padding token matches, ignores padding, for batches of 1 to 40."
+
+
+# ---------------------------------------------------------------------------------------
+# Beam search, judged against a brute-force search over every possible output of a tiny
+# decoder whose next-token log-probabilities come from a random table.
+
+BEAM_VOCAB, BEAM_LENGTH = 5, 4  # tokens 0..4 ([start] 0, [end] 1), outputs of up to 4 tokens
+BEAM_START, BEAM_END = 0, 1
+SEEDS = 2**24  # table seeds travel as float32 states: below 2**24 they stay exact
+
+
+def _table_log_probs(seed: int) -> np.ndarray:
+    """Log-probabilities ``[step, previous token, next token]`` of the tiny decoder."""
+    logits = 1.5 * np.random.default_rng(seed).normal(size=(BEAM_LENGTH, BEAM_VOCAB, BEAM_VOCAB))
+    logits[:, :, BEAM_START] = -30.0  # it (almost) never writes [start]
+    return logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+
+
+def table_step(tokens, states):
+    """One step of a tiny decoder, used by the check of ``06-beam_search``.
+
+    ``tokens``: ``[batch]`` ids just written; ``states``: ``[step, seed]``, each ``[batch, 1]``
+    float32. Returns ``(logits [batch, 5], new states)``: the logits are log-probabilities
+    read from a random table (drawn from ``seed``) at this step and previous token.
+    """
+    step, seed = (np.asarray(s, np.float64)[:, 0].astype(np.int64) for s in states)
+    tokens = np.asarray(tokens).astype(np.int64).reshape(-1)
+    logits = np.stack([_table_log_probs(int(s))[min(int(t), BEAM_LENGTH - 1), int(k)]
+                       for s, t, k in zip(seed, step, tokens)])
+    new_states = [tf.constant((step + 1)[:, None], tf.float32), tf.constant(seed[:, None], tf.float32)]
+    return tf.constant(logits, tf.float32), new_states
+
+
+def _all_outputs(log_probs: np.ndarray, max_length: int) -> list[tuple[float, list[int]]]:
+    """Every output the decoder can write, with its log-probability: each sequence that ends
+    with [end] within ``max_length`` tokens, and each of exactly ``max_length`` tokens with no
+    [end]."""
+    outputs = []
+
+    def extend(prefix, score):
+        previous = prefix[-1] if prefix else BEAM_START
+        for token in range(BEAM_VOCAB):
+            sequence, total = prefix + [token], score + float(log_probs[len(prefix), previous, token])
+            if token == BEAM_END or len(sequence) == max_length:
+                outputs.append((total, sequence))
+            else:
+                extend(sequence, total)
+
+    extend([], 0.0)
+    return outputs
+
+
+def _greedy(log_probs: np.ndarray, max_length: int) -> list[int]:
+    sequence = []
+    while len(sequence) < max_length and (not sequence or sequence[-1] != BEAM_END):
+        sequence.append(int(np.argmax(log_probs[len(sequence), sequence[-1] if sequence else BEAM_START])))
+    return sequence
+
+
+def _sequence_log_prob(log_probs: np.ndarray, sequence: list[int]) -> float:
+    previous, total = BEAM_START, 0.0
+    for position, token in enumerate(sequence):
+        total += float(log_probs[position, previous, token])
+        previous = token
+    return total
+
+
+def _trap_seed(rng: np.random.Generator, ends_early: bool) -> int:
+    """A table seed whose best output differs from the greedy one (and, if ``ends_early``,
+    ends with [end] before the length limit), so only a real beam search finds it."""
+    while True:
+        seed = int(rng.integers(SEEDS))
+        log_probs = _table_log_probs(seed)
+        outputs = _all_outputs(log_probs, BEAM_LENGTH)
+        best, greedy = max(outputs)[1], _greedy(log_probs, BEAM_LENGTH)
+        best_full_length = max(o for o in outputs if len(o[1]) == BEAM_LENGTH)[1]
+        # where the best output ends early, the best one of full length must differ from the
+        # greedy path too, so that the two mistakes give different answers
+        if best != greedy and (len(best) < BEAM_LENGTH) == ends_early and not (ends_early and best_full_length == greedy):
+            return seed
+
+
+@register("06-beam_search")
+def check_beam_search(beam_search, rng: np.random.Generator) -> str:
+    cases = [(_trap_seed(rng, True), BEAM_VOCAB ** BEAM_LENGTH), (_trap_seed(rng, False), BEAM_VOCAB ** BEAM_LENGTH),
+             (_trap_seed(rng, True), 1), (int(rng.integers(SEEDS)), BEAM_VOCAB ** BEAM_LENGTH)]
+    for seed, width in cases:
+        log_probs = _table_log_probs(seed)
+        states = [tf.zeros([1, 1], tf.float32), tf.constant([[seed]], tf.float32)]
+        what = (f"beam_search(step, states, start_id=0, end_id=1, max_length={BEAM_LENGTH}, beam_width={width}) "
+                f"on a decoder with {BEAM_VOCAB} tokens")
+        result = call(beam_search, table_step, states, BEAM_START, BEAM_END, BEAM_LENGTH, width, what=what)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise CheckFailed(f"{what} should return a pair (token ids, log-probability); "
+                              f"it returned a {type(result).__name__}.")
+        ids = _int_array(result[0], what + "[0] (token ids)")
+        score = float(to_numpy(result[1], what + "[1] (log-probability)"))
+        if ids.ndim != 1:
+            raise CheckFailed(f"{what}: the token ids have shape {ids.shape}; expected one row of ids [length] "
+                              "(the single best output).")
+        ids = ids.tolist()
+        if ids and ids[0] == BEAM_START:
+            raise CheckFailed(f"{what} returned {ids}: leave out the [start] token (id 0); return the tokens the "
+                              "decoder wrote.")
+        if BEAM_END in ids[:-1] or len(ids) > BEAM_LENGTH:
+            raise CheckFailed(f"{what} returned {ids}, which goes on after [end] (id 1) or beyond max_length: "
+                              "a hypothesis that has written [end] is finished; keep it, with its score, but "
+                              "do not extend it.")
+        greedy = _greedy(log_probs, BEAM_LENGTH)
+        expected = greedy if width == 1 else max(_all_outputs(log_probs, BEAM_LENGTH))[1]
+        reference = "the greedy path" if width == 1 else "the best of all possible outputs (brute force)"
+        if ids != expected:
+            message = f"{what} returned {ids}; {reference} is {expected}."
+            if width > 1 and ids == greedy:
+                message += (" That is the greedy path: keep the beam_width best hypotheses at every step, "
+                            "not only the best one.")
+            elif width > 1 and len(expected) < BEAM_LENGTH and len(ids) == BEAM_LENGTH:
+                message += (" The best output ends early: a hypothesis that writes [end] is finished and must "
+                            "stay among the candidates, competing with the longer ones.")
+            elif width > 1:
+                message += (" Rank hypotheses by the sum of the log-probabilities of all their tokens "
+                            "(log-softmax of the logits), not by the last token's or by probabilities.")
+            else:
+                message += " With beam_width=1, beam search must be greedy decoding."
+            raise CheckFailed(message)
+        expect_close(np.array(score), np.array(_sequence_log_prob(log_probs, ids)), what + ": the log-probability",
+                     rtol=1e-4, atol=1e-4, reference="the sum of the tokens' log-probabilities",
+                     likely_causes={"that is a probability, not a log-probability.":
+                                    np.exp(_sequence_log_prob(log_probs, ids))})
+    return (f"finds the most likely output (as a brute-force search over all {BEAM_VOCAB}^{BEAM_LENGTH} outputs does), "
+            "with its log-probability, ends hypotheses at [end], and is greedy at beam_width=1.")
