@@ -5,42 +5,40 @@ Student code never judges itself. For each submission the engine
 2. rebuilds it from the official lesson, keeping only the student's answer cells (matched by
    exercise id in their metadata) and leaving out check cells and cells tagged
    ``skip-grading`` (training and plots no answer needs);
-3. runs those cells in a fresh worker process (``utils/worker.py``) in a scratch folder,
-   sandboxed where the system allows, with limits on time, memory and printed output;
+3. runs those cells in a fresh worker (``utils/worker.py``), sandboxed where the system
+   allows (``utils/sandbox.py``), with limits on time, memory and printed output;
 4. runs each exercise's check here, in the grader's process: the check draws its inputs now,
    the student's function is called in the worker through a :class:`Remote` stand-in, and
-   the results come back as plain arrays (JSON, never pickles) to be compared with
-   references computed here.
+   the results come back as plain arrays (``utils/wire.py``: JSON, never pickles, every reply
+   checked) to be compared with references computed here.
+Whatever a submission does, grading it ends with a record (:func:`grade_notebook`).
 """
 import ast
-import base64
 import builtins
 import dataclasses
-import errno
-import io
 import json
 import os
 import pathlib
+import re
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 import nbformat
-import numpy as np
 import psutil
-import tensorflow as tf
 
-from utils import checks, lessons
+from utils import checks, lessons, sandbox
+from utils.wire import HEADER, MAX_MESSAGE, Handle, WorkerFailed, decode, encode, frame, parse_reply
 
 WORKER = pathlib.Path(__file__).with_name("worker.py")
 SKIP_TAG = "skip-grading"
-MAX_MESSAGE = 64 * 2**20  # bytes in one reply from the worker
 POLL_SECONDS = 0.2
+CLOSE_SECONDS = 60.0  # for a killed worker's processes to be gone
+COPY_SUFFIX = re.compile(r"(-Copy\d+| \(\d+\)|-checkpoint)+$")  # Jupyter's and browsers' copies
 
 
 @dataclasses.dataclass
@@ -73,6 +71,7 @@ class NotebookResult:
     exercises: list[ExerciseResult]
     seconds: float
     sandboxed: bool | None = None
+    isolation: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def points(self) -> float:
@@ -87,170 +86,11 @@ class BadSubmission(Exception):
     """The file is not a notebook of the lesson; the message says what it is instead."""
 
 
-class WorkerFailed(Exception):
-    """The worker hit a limit or died; the message says which, in a student's terms."""
-
-
 class GaveUp(BaseException):
     """Grading this notebook cannot go on (time used up, too many crashes).
 
     A BaseException, so that no check's ``except Exception`` can mistake it for a wrong answer.
     """
-
-
-# ---------------------------------------------------------------------------------------
-# Values crossing between grader and worker: JSON with arrays as .npy bytes, never pickles,
-# so nothing the student's process sends can run code in the grader.
-
-
-def _npy(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _array_from(text: str) -> np.ndarray:
-    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
-
-
-def _plain_array(value) -> dict:
-    array = np.asarray(value)
-    if array.dtype == object:  # strings from tf.string tensors
-        items = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()]
-        return {"strings": [base64.b64encode(v).decode("ascii") for v in items], "shape": list(array.shape)}
-    return {"npy": _npy(array)}
-
-
-def _array_back(data: dict) -> np.ndarray:
-    if "strings" in data:
-        items = [base64.b64decode(v) for v in data["strings"]]
-        return np.array(items, dtype=object).reshape(data["shape"])
-    return _array_from(data["npy"])
-
-
-def encode(value, keep=None):
-    """Turn a value into JSON-able data; objects that are not data become handles via ``keep``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tf.RaggedTensor):
-        return {"ragged": {"values": encode(value.flat_values),
-                           "splits": [encode(s) for s in value.nested_row_splits]}}
-    if isinstance(value, tf.Variable):
-        return {"variable": _plain_array(value.numpy())}
-    if isinstance(value, tf.Tensor):
-        return {"tensor": _plain_array(value.numpy())}
-    if isinstance(value, (np.ndarray, np.generic)):
-        return {"array": _plain_array(value)}
-    if isinstance(value, (list, tuple)):
-        return {"list" if isinstance(value, list) else "tuple": [encode(v, keep) for v in value]}
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"dict": {k: encode(v, keep) for k, v in value.items()}}
-    if isinstance(value, Remote):
-        return {"remote": value._handle}
-    if keep is None and callable(value) and getattr(value, "__module__", None) and "<" not in value.__qualname__:
-        return {"function": f"{value.__module__}:{value.__qualname__}"}
-    if keep is not None:
-        return {"remote": keep(value)}
-    raise TypeError(f"cannot send {type(value).__name__} to the worker")
-
-
-def decode(data, resolve, functions: bool = False):
-    """Inverse of :func:`encode`; ``resolve`` turns a handle into an object (or a Remote).
-
-    Only the worker accepts functions by name (from the grader); the grader never takes
-    them from the worker, which could otherwise name ``os.system``.
-    """
-    if not isinstance(data, dict):
-        return data
-    (kind, body), = data.items()
-    if kind == "tensor":
-        return tf.constant(_array_back(body))
-    if kind == "ragged":
-        splits = [decode(split, resolve) for split in body["splits"]]
-        return tf.RaggedTensor.from_nested_row_splits(decode(body["values"], resolve), splits)
-    if kind == "variable":
-        return tf.Variable(_array_back(body))
-    if kind == "array":
-        return _array_back(body)
-    if kind in ("list", "tuple"):
-        items = [decode(v, resolve, functions) for v in body]
-        return items if kind == "list" else tuple(items)
-    if kind == "dict":
-        return {k: decode(v, resolve, functions) for k, v in body.items()}
-    if kind == "remote":
-        return resolve(body)
-    if kind == "function" and functions:
-        import importlib
-
-        module, qualname = body.split(":")
-        value = importlib.import_module(module)
-        for part in qualname.split("."):
-            value = getattr(value, part)
-        return value
-    raise ValueError(f"unknown value kind {kind!r}")
-
-
-# ---------------------------------------------------------------------------------------
-# The worker's side (runs in utils/worker.py, after the sandbox is set up).
-
-
-def _describe(error: BaseException) -> dict:
-    message = str(error)[:2000]
-    if isinstance(error, OSError) and error.errno == errno.EFBIG:
-        message = f"printed more output than the grader allows ({message})"
-    return {"type": type(error).__name__, "message": message}
-
-
-def serve(channel, sandboxed: bool) -> None:
-    """Answer the grader's requests until it closes the channel."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    objects: dict[int, object] = {}
-
-    def keep(value) -> int:
-        objects[len(objects)] = value
-        return len(objects) - 1
-
-    def handle(request: dict) -> dict:
-        op = request["op"]
-        if op == "cell":
-            result = shell.run_cell(request["source"], store_history=False, silent=True)
-            error = result.error_before_exec or result.error_in_exec
-            return {"ok": error is None, "error": _describe(error) if error else None}
-        if op == "lookup":
-            if request["name"] not in shell.user_ns:
-                return {"ok": False, "error": {"type": "NameError", "message": f"{request['name']} is not defined"}}
-            return {"ok": True, "value": encode(shell.user_ns[request["name"]], keep)}
-        target = objects[request["handle"]]
-        if op == "getattr":
-            return {"ok": True, "value": encode(getattr(target, request["name"]), keep)}
-        args = decode(request["args"], objects.__getitem__, functions=True)
-        kwargs = decode(request["kwargs"], objects.__getitem__, functions=True)
-        if op == "call":
-            return {"ok": True, "value": encode(target(*args, **kwargs), keep)}
-        if op == "gradient":
-            *args, wrt = args
-            with tf.GradientTape() as tape:
-                tape.watch(args[wrt])
-                y = target(*args)
-            gradient = tape.gradient(y, args[wrt]) if tf.is_tensor(y) else None
-            return {"ok": True, "value": encode((y, gradient), keep)}
-        raise ValueError(f"unknown request {op!r}")
-
-    channel.send(json.dumps({"ok": True, "sandboxed": sandboxed}).encode())
-    while (raw := channel.receive()) is not None:
-        try:
-            reply = handle(json.loads(raw))
-        except NotImplementedError:
-            reply = {"ok": False, "not_implemented": True}
-        except BaseException as error:  # noqa: B036  (sys.exit and friends are answers too)
-            reply = {"ok": False, "error": _describe(error)}
-        try:
-            payload = json.dumps(reply).encode()
-        except (TypeError, ValueError) as error:
-            payload = json.dumps({"ok": False, "error": _describe(error)}).encode()
-        channel.send(payload)
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,7 +110,10 @@ def _remote_error(error: dict) -> Exception:
 
 
 class Worker:
-    """One worker process, with its scratch folder and the limits it must keep."""
+    """One worker (``utils/worker.py``: a relay and, behind it, the sandboxed process that runs
+    the student's code), with its scratch folder and the limits it must keep."""
+
+    unconfined = False  # set once this system has refused to build the sandbox
 
     def __init__(self, limits: Limits, hidden: list[pathlib.Path]):
         self.limits = limits
@@ -279,11 +122,7 @@ class Worker:
         self.log = open(self.scratch / "output.log", "wb")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.scratch / "work"),
-            "TMPDIR": str(self.scratch / "work"),
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.scratch / "work"),
-            "IPYTHONDIR": str(self.scratch / "work" / ".ipython"),
             "PYTHONDONTWRITEBYTECODE": "1",
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "CUDA_VISIBLE_DEVICES": "",  # grade on the CPU: parallel workers must not share a GPU
@@ -292,38 +131,46 @@ class Worker:
                    "--repo", str(lessons.ROOT), "--output-limit", str(int(limits.output_mb * 2**20))]
         for path in hidden:
             command += ["--hide", str(path)]
+        if Worker.unconfined:
+            command.append("--no-sandbox")
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.log, env=env, start_new_session=True)
-        self.sandboxed = self._receive(limits.startup_seconds, "starting Python")["sandboxed"]
-
-    def request(self, message: dict, seconds: float, doing: str) -> dict:
-        payload = json.dumps(message).encode()
         try:
-            self.process.stdin.write(struct.pack(">I", len(payload)) + payload)
+            greeting = self._receive(limits.startup_seconds, "starting Python", "greeting")
+        except WorkerFailed:
+            if self.process.returncode != sandbox.UNAVAILABLE or Worker.unconfined:
+                raise
+            Worker.unconfined = True  # namespaces, but no sandbox in them: run as where there are none
+            self.__init__(limits, hidden)
+            return
+        self.sandboxed, self.isolation = greeting["sandboxed"], greeting["isolation"]
+
+    def request(self, message: dict, seconds: float, doing: str, kind: str) -> dict:
+        """Send one request and return the worker's checked reply (see wire.parse_reply)."""
+        try:
+            self.process.stdin.write(frame(json.dumps(message).encode()))
             self.process.stdin.flush()
         except OSError:
             raise self._died(doing) from None
-        return self._receive(seconds, doing)
+        return self._receive(seconds, doing, kind)
 
-    def _receive(self, seconds: float, doing: str) -> dict:
-        header = self._read(4, seconds, doing)
-        size = struct.unpack(">I", header)[0]
-        if size > MAX_MESSAGE:
-            self.close()
-            raise WorkerFailed(f"sent back more than {MAX_MESSAGE // 2**20} MB while {doing}")
+    def _receive(self, seconds: float, doing: str, kind: str) -> dict:
+        deadline = (time.monotonic() + seconds, seconds)
+        size = HEADER.unpack(self._read(HEADER.size, deadline, doing))[0]
         try:
-            return json.loads(self._read(size, seconds, doing))
-        except ValueError:
+            if size > MAX_MESSAGE:
+                raise WorkerFailed(f"sent back more than {MAX_MESSAGE // 2**20} MB")
+            return parse_reply(self._read(size, deadline, doing), kind)
+        except WorkerFailed as failure:
             self.close()
-            raise WorkerFailed(f"sent back a garbled reply while {doing}") from None
+            raise WorkerFailed(f"the notebook {failure} while {doing}") from None
 
-    def _read(self, size: int, seconds: float, doing: str) -> bytes:
-        deadline = time.monotonic() + seconds
+    def _read(self, size: int, deadline: tuple[float, float], doing: str) -> bytes:
         fd, data = self.process.stdout.fileno(), b""
         while len(data) < size:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline[0]:
                 self.close()
-                raise WorkerFailed(f"took longer than {seconds:.0f} s while {doing} (an infinite loop?)")
+                raise WorkerFailed(f"took longer than {deadline[1]:.0f} s while {doing} (an infinite loop?)")
             if self._memory_mb() > self.limits.memory_mb:
                 self.close()
                 raise WorkerFailed(f"used more than {self.limits.memory_mb} MB of memory while {doing}")
@@ -334,12 +181,22 @@ class Worker:
                 data += chunk
         return data
 
-    def _memory_mb(self) -> float:
+    def _processes(self) -> list[psutil.Process]:
+        """The relay's descendants: the sandboxed process and whatever student code started
+        (the relay is their reaper, so even detached ones stay below it)."""
         try:
-            process = psutil.Process(self.process.pid)
-            return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+            return psutil.Process(self.process.pid).children(recursive=True)
         except psutil.Error:
-            return 0.0
+            return []
+
+    def _memory_mb(self) -> float:
+        total = 0
+        for process in self._processes():
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
 
     def _died(self, doing: str) -> WorkerFailed:
         code = self.process.wait()
@@ -348,12 +205,19 @@ class Worker:
         return WorkerFailed(f"the Python process running the notebook died ({how}) while {doing}")
 
     def close(self) -> None:
+        """Kill the worker and everything it started; return when they are gone."""
         if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+            for process in self._processes():  # in a PID namespace, killing its init kills the rest
+                try:
+                    process.kill()
+                except psutil.Error:
+                    pass
+            try:  # the relay exits once its child has, and a namespace's init only once it is empty
+                self.process.wait(CLOSE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        sandbox.remove_process_limit(self.scratch.name)
         for stream in (self.process.stdin, self.process.stdout, self.log):
             try:
                 stream.close()
@@ -362,7 +226,7 @@ class Worker:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-class Remote:
+class Remote(Handle):
     """Stands in, in the grader, for an object in the worker: a student's function or layer.
 
     Calling it, or a method of it, runs the call in the worker and brings back the result:
@@ -370,7 +234,8 @@ class Remote:
     """
 
     def __init__(self, session: "Session", handle: int, name: str):
-        self._session, self._handle, self._name = session, handle, name
+        super().__init__(handle)
+        self._session, self._name = session, name
 
     def __call__(self, *args, **kwargs):
         return self._session.call("call", self._handle, args, kwargs, f"calling {self._name}")
@@ -410,15 +275,14 @@ class Session:
     def run_cells(self) -> None:
         for index, source in enumerate(self.cells):
             try:
-                reply = self.worker.request({"op": "cell", "source": source},
-                                            self.seconds_left(self.limits.cell_seconds), f"running cell {index}")
+                reply = self.worker.request({"op": "cell", "source": source}, self.seconds_left(self.limits.cell_seconds),
+                                            f"running cell {index}", "cell")
             except WorkerFailed as failure:
                 self.errors[index] = str(failure)
                 self.restart()
                 continue
-            if not reply.get("ok"):
-                error = reply.get("error") or {}
-                self.errors[index] = f"{error.get('type')}: {error.get('message')}"
+            if not reply["ok"]:
+                self.errors[index] = f"{reply['error']['type']}: {reply['error']['message']}"
             self.ran.append(index)
 
     def restart(self) -> None:
@@ -430,7 +294,7 @@ class Session:
             self.worker = Worker(self.limits, self.hidden)
             for index in self.ran:
                 self.worker.request({"op": "cell", "source": self.cells[index]},
-                                    self.seconds_left(self.limits.cell_seconds), f"replaying cell {index}")
+                                    self.seconds_left(self.limits.cell_seconds), f"replaying cell {index}", "cell")
         except WorkerFailed as failure:
             raise GaveUp(f"could not restart the notebook after a crash: {failure}") from None
 
@@ -442,15 +306,20 @@ class Session:
         message = {"op": op, "handle": handle, "name": name,
                    "args": encode(list(args)), "kwargs": encode(kwargs or {})}
         try:
-            reply = self.worker.request(message, self.seconds_left(self.limits.call_seconds), doing)
+            reply = self.worker.request(message, self.seconds_left(self.limits.call_seconds), doing, "value")
         except WorkerFailed as failure:
             self.restart()
             raise TimeoutError(str(failure)) if "longer than" in str(failure) else RuntimeError(str(failure))
         if reply.get("not_implemented"):
             raise NotImplementedError()
-        if not reply.get("ok"):
-            raise _remote_error(reply.get("error") or {})
-        return decode(reply.get("value"), lambda h: Remote(self, h, label or name or doing.split()[-1]))
+        if not reply["ok"]:
+            raise _remote_error(reply["error"])
+        try:
+            return decode(reply["value"], lambda h: Remote(self, h, label or name or doing.split()[-1]))
+        except Exception as error:  # well-formed JSON that is no value the grader could have asked for
+            self.restart()
+            raise RuntimeError(f"the notebook sent back a malformed value while {doing} "
+                               f"({type(error).__name__})") from None
 
     def close(self) -> None:
         self.worker.close()
@@ -517,30 +386,36 @@ def hidden_folders(*extra: pathlib.Path) -> list[pathlib.Path]:
 
 def grade_notebook(data: bytes, lesson: str, limits: Limits | None = None,
                    hidden: list[pathlib.Path] | None = None) -> NotebookResult:
-    """Grade one submission of ``lesson`` (e.g. "01_neurons_and_activations")."""
-    limits = limits or Limits()
+    """Grade one submission of ``lesson`` (e.g. "01_neurons_and_activations").
+
+    Always returns a record, whatever the submission does: anything unexpected becomes
+    "gave up" with the reason, so one notebook never stops a class's run.
+    """
     start = time.monotonic()
-    if lesson not in lesson_names():
-        return NotebookResult(lesson, "unknown lesson", f"no lesson named {lesson}; lessons are: "
-                              + ", ".join(lesson_names()), [], 0.0)
-    official = official_lesson(lesson)
-    exercises = lessons.exercises(official)
-
-    def everything(status: str, message: str) -> NotebookResult:
-        results = [ExerciseResult(e.id, 0, e.points, "not graded", message, 0.0) for e in exercises]
-        return NotebookResult(lesson, status, message, results, time.monotonic() - start)
-
     try:
-        answers = student_answers(read_notebook(data))
-    except BadSubmission as error:
-        return everything("unreadable", str(error))
-    ours = {e.id for e in exercises}
-    if answers and not ours & set(answers):
-        found = ", ".join(sorted(answers)[:4])
-        return everything("wrong lesson", f"this notebook holds the answers of another lesson ({found}), not {lesson}")
+        return _grade(data, lesson, limits or Limits(), hidden or hidden_folders(), start)
+    except Exception as error:
+        try:
+            exercises = lessons.exercises(official_lesson(lesson))
+        except Exception:
+            exercises = []
+        return _not_graded(lesson, exercises, "gave up", "the grader could not finish this notebook "
+                           f"({type(error).__name__}: {error})", start)
 
+
+def _not_graded(lesson: str, exercises, status: str, message: str, start: float, done=()) -> NotebookResult:
+    """A record whose exercises (but those ``done``) are not graded, for the reason given."""
+    graded = {r.exercise for r in done}
+    results = list(done) + [ExerciseResult(e.id, 0, e.points, "not graded", message, 0.0)
+                            for e in exercises if e.id not in graded]
+    return NotebookResult(lesson, status, message, results, time.monotonic() - start)
+
+
+def rebuild(official, answers: dict[str, list[str]]) -> tuple[list[str], dict[str, int]]:
+    """The cells to run: the official lesson's code with the student's answers in place (the
+    last copy of each), without check cells and ``skip-grading`` cells; and where each answer is."""
     cells, answer_cells = [], {}
-    for index, cell in enumerate(official.cells):
+    for cell in official.cells:
         if cell.cell_type != "code" or lessons.is_check_cell(cell) or SKIP_TAG in cell.metadata.get("tags", []):
             continue
         if lessons.is_answer_cell(cell):
@@ -549,26 +424,42 @@ def grade_notebook(data: bytes, lesson: str, limits: Limits | None = None,
             cells.append(answers.get(exercise_id, [cell.source])[-1])
         else:
             cells.append(cell.source)
+    return cells, answer_cells
+
+
+def _grade(data: bytes, lesson: str, limits: Limits, hidden: list[pathlib.Path], start: float) -> NotebookResult:
+    if lesson not in lesson_names():
+        return NotebookResult(lesson, "unknown lesson", f"no lesson named {lesson}; lessons are: "
+                              + ", ".join(lesson_names()), [], 0.0)
+    official = official_lesson(lesson)
+    exercises = lessons.exercises(official)
+    try:
+        answers = student_answers(read_notebook(data))
+    except BadSubmission as error:
+        return _not_graded(lesson, exercises, "unreadable", str(error), start)
+    if answers and not {e.id for e in exercises} & set(answers):
+        found = ", ".join(sorted(answers)[:4])
+        return _not_graded(lesson, exercises, "wrong lesson",
+                           f"this notebook holds the answers of another lesson ({found}), not {lesson}", start)
+    cells, answer_cells = rebuild(official, answers)
     check_sources = {lessons.nbgrader(c)["grade_id"].removesuffix(lessons.CHECK_SUFFIX): c.source
                      for c in official.cells if lessons.is_check_cell(c)}
-
     try:
-        session = Session(cells, limits, hidden or hidden_folders())
+        session = Session(cells, limits, hidden)
     except WorkerFailed as failure:
-        return everything("gave up", f"could not start Python for this notebook: {failure}")
+        return _not_graded(lesson, exercises, "gave up", f"could not start Python for this notebook: {failure}", start)
     results = []
     try:
         session.run_cells()
         for exercise in exercises:
             results.append(_grade_exercise(exercise, answers, session, answer_cells, check_sources[exercise.id]))
-        status, message = "graded", ""
+        record = NotebookResult(lesson, "graded", "", results, time.monotonic() - start)
     except GaveUp as failure:
-        status, message = "gave up", str(failure)
-        done = {r.exercise for r in results}
-        results += [ExerciseResult(e.id, 0, e.points, "not graded", message, 0.0) for e in exercises if e.id not in done]
+        record = _not_graded(lesson, exercises, "gave up", str(failure), start, results)
     finally:
         session.close()
-    return NotebookResult(lesson, status, message, results, time.monotonic() - start, session.worker.sandboxed)
+    record.sandboxed, record.isolation = session.worker.sandboxed, session.worker.isolation
+    return record
 
 
 def _grade_exercise(exercise, answers, session: Session, answer_cells, check_source) -> ExerciseResult:
@@ -595,14 +486,17 @@ def _grade_exercise(exercise, answers, session: Session, answer_cells, check_sou
                           time.monotonic() - start)
 
 
-def lesson_of(notebook_path: pathlib.Path, data: bytes) -> str | None:
-    """Which lesson a learner's notebook is: by file name, else by the exercise ids inside."""
+def lesson_of(path: pathlib.Path, data: bytes | None = None) -> str | None:
+    """Which lesson a submission is, for ``check`` and ``grade`` alike: by its file name
+    (``<lesson>`` or ``<student>_<lesson>``, also as a copy such as ``…-Copy1`` or ``… (1)``),
+    else by the exercise ids inside (``data``, or the file read now)."""
+    stem = COPY_SUFFIX.sub("", path.stem)
     for name in lesson_names():
-        if notebook_path.stem == name or notebook_path.stem.endswith("_" + name):
+        if stem == name or stem.endswith("_" + name):
             return name
     try:
-        ids = student_answers(read_notebook(data))
-    except BadSubmission:
+        ids = student_answers(read_notebook(path.read_bytes() if data is None else data))
+    except (OSError, BadSubmission):
         return None
     prefixes = {exercise_id[:2] for exercise_id in ids}
     matches = [name for name in lesson_names() if name[:2] in prefixes]

@@ -1,106 +1,230 @@
 """The grader's worker: runs one submission's cells in a sandbox and answers calls.
 
-The grader starts it as a script, ``python utils/worker.py --scratch DIR --hide PATH…``,
-and talks to it over its standard input and output with length-prefixed JSON messages (see
-``utils.grading``). Student code runs only here; every verdict is reached in the grader.
+The grader starts it as a script, ``python utils/worker.py --scratch DIR --hide PATH…``, and
+talks to it over the script's standard input and output with length-prefixed JSON messages
+(``utils.wire``). Student code runs only here; every verdict is reached in the grader.
 
-Before anything else is imported (TensorFlow starts threads, and a threaded process can no
-longer enter new namespaces) the worker tries to enter its own Linux mount namespace in
-which the whole file system is read-only, the solutions, the submissions and the grader's
-output folder are hidden behind empty mounts, and only a private in-memory scratch folder is
-writable. Where that is not allowed, it runs unconfined and the grader's own integrity checks
-are the only guard; ``sandboxed`` in its greeting says which.
+The script is two processes:
+- the relay (this script's own process) enters new namespaces (``utils/sandbox.py``) while it
+  is still a bare Python with one thread, forks, and then only copies bytes between the
+  grader's pipes and a socket to its child. It holds the grader's pipes; the child never does.
+  It stays outside the child's PID namespace, so student code can neither see nor signal it,
+  nor the grader, nor any other worker. When the child exits, the relay exits the same way.
+- the child is PID 1 of the new PID namespace: it confines itself, imports TensorFlow and
+  serves the grader's requests; student code runs in it. When it exits the kernel kills every
+  process student code started.
+Where namespaces are not allowed the same two processes run unconfined, and the greeting
+says ``sandboxed: false``.
 """
 import argparse
-import ctypes
+import errno
+import json
 import os
 import resource
+import select
 import signal
-import struct
+import socket
 import sys
+import traceback
 
-CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-SCRATCH_SIZE = "size=512m"
+import sandbox  # this script's folder: ``utils`` itself would import TensorFlow too early
+
+CHUNK = 2**16
 
 
-def enter_sandbox(scratch: str, hidden: list[str]) -> bool:
-    """Read-only file system, hidden folders, writable tmpfs scratch; False if not allowed."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNS if uid == 0 else CLONE_NEWNS | CLONE_NEWUSER
-    if libc.unshare(flags) != 0:
-        return False
-    try:
-        if uid != 0:  # keep our own identity inside the new user namespace
-            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as file:
-                    file.write(text)
+# ---------------------------------------------------------------------------------------
+# The child: answers the grader's requests.
 
-        def mount(source, target, fstype, flags, data):
-            if libc.mount(source, target, fstype, flags, data) != 0:
-                raise OSError(ctypes.get_errno(), f"mount {target}")
 
-        mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
-        mount(b"tmpfs", scratch.encode(), b"tmpfs", 0, SCRATCH_SIZE.encode())
-        for path in hidden:
-            if os.path.isdir(path):
-                mount(b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY, b"size=4k")
-        mount(b"/", b"/", None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
-        return True
-    except OSError:
-        return False
+def _describe(error: BaseException) -> dict:
+    message = str(error)[:2000]
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:
+        message = f"printed more output than the grader allows ({message})"
+    return {"type": type(error).__name__, "message": message}
 
 
 class Channel:
-    """Length-prefixed JSON messages on two private file descriptors."""
+    """Length-prefixed messages on the socket to the relay."""
 
-    def __init__(self, read_fd: int, write_fd: int):
-        self.reader = os.fdopen(read_fd, "rb", buffering=0)
-        self.writer = os.fdopen(write_fd, "wb", buffering=0)
+    def __init__(self, connection: socket.socket, header):
+        self.connection, self.header = connection, header
 
     def receive(self) -> bytes | None:
-        header = self._read(4)
-        return None if header is None else self._read(struct.unpack(">I", header)[0])
+        header = self._read(self.header.size)
+        return None if header is None else self._read(self.header.unpack(header)[0])
 
     def send(self, payload: bytes) -> None:
-        self.writer.write(struct.pack(">I", len(payload)) + payload)
+        self.connection.sendall(self.header.pack(len(payload)) + payload)
 
     def _read(self, size: int) -> bytes | None:
         data = b""
         while len(data) < size:
-            chunk = self.reader.read(size - len(data))
+            chunk = self.connection.recv(min(size - len(data), 2**20))
             if not chunk:
                 return None
             data += chunk
         return data
 
 
+def serve(connection: socket.socket, isolation: list[str]) -> None:
+    """Answer the grader's requests until it closes the channel."""
+    import tensorflow as tf
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from utils.wire import HEADER, decode, encode
+
+    channel = Channel(connection, HEADER)
+    shell = InteractiveShell.instance()
+    objects: dict[int, object] = {}
+
+    def keep(value) -> int:
+        objects[len(objects)] = value
+        return len(objects) - 1
+
+    def handle(request: dict) -> dict:
+        op = request["op"]
+        if op == "cell":
+            result = shell.run_cell(request["source"], store_history=False, silent=True)
+            error = result.error_before_exec or result.error_in_exec
+            return {"ok": error is None, "error": _describe(error) if error else None}
+        if op == "lookup":
+            if request["name"] not in shell.user_ns:
+                return {"ok": False, "error": {"type": "NameError", "message": f"{request['name']} is not defined"}}
+            return {"ok": True, "value": encode(shell.user_ns[request["name"]], keep)}
+        target = objects[request["handle"]]
+        if op == "getattr":
+            return {"ok": True, "value": encode(getattr(target, request["name"]), keep)}
+        args = decode(request["args"], objects.__getitem__, functions=True)
+        kwargs = decode(request["kwargs"], objects.__getitem__, functions=True)
+        if op == "call":
+            return {"ok": True, "value": encode(target(*args, **kwargs), keep)}
+        if op == "gradient":
+            *args, wrt = args
+            with tf.GradientTape() as tape:
+                tape.watch(args[wrt])
+                y = target(*args)
+            gradient = tape.gradient(y, args[wrt]) if tf.is_tensor(y) else None
+            return {"ok": True, "value": encode((y, gradient), keep)}
+        raise ValueError(f"unknown request {op!r}")
+
+    channel.send(json.dumps({"ok": True, "sandboxed": bool(isolation), "isolation": isolation}).encode())
+    while (raw := channel.receive()) is not None:
+        try:
+            reply = handle(json.loads(raw))
+        except NotImplementedError:
+            reply = {"ok": False, "not_implemented": True}
+        except BaseException as error:  # noqa: B036  (sys.exit and friends are answers too)
+            reply = {"ok": False, "error": _describe(error)}
+        try:
+            payload = json.dumps(reply).encode()
+        except (TypeError, ValueError) as error:
+            payload = json.dumps({"ok": False, "error": _describe(error)}).encode()
+        channel.send(payload)
+
+
+def child(connection: socket.socket, namespaces: dict | None, needed: list[str], cgroup: bool, args) -> None:
+    """Set up the child's descriptors and sandbox, then serve until the grader is done."""
+    os.setsid()  # its own process group and session: a signal to "my group" stays inside
+    sandbox.die_with_parent()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # the grader opened fd 2 on the scratch log file: prints go there
+    keep = connection.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 2**16)
+    try:
+        isolation = sandbox.confine(namespaces, args.hide, needed, cgroup) if namespaces else []
+    except OSError as error:  # half a sandbox is none: the grader starts this worker again without
+        print(f"cannot build the sandbox: {error}", file=sys.stderr, flush=True)
+        os._exit(sandbox.UNAVAILABLE)
+    scratch = sandbox.SCRATCH if namespaces else args.scratch
+    os.chdir(scratch)
+    for name in ("HOME", "TMPDIR", "MPLCONFIGDIR"):
+        os.environ[name] = scratch
+    os.environ["IPYTHONDIR"] = os.path.join(scratch, ".ipython")
+    sys.path[0] = args.repo  # instead of utils/ itself, where this script lives
+    serve(connection, isolation)
+
+
+# ---------------------------------------------------------------------------------------
+# The relay.
+
+
+def relay(connection: socket.socket, pid: int) -> None:
+    """Copy bytes both ways until one side ends; then end the child and exit as it did."""
+    grader_in, grader_out = sys.stdin.fileno(), sys.stdout.fileno()
+    watched = [grader_in, connection]
+    ended = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    if ended is not None:
+        watched.append(ended)
+    while True:
+        ready = select.select(watched, [], [], 1.0 if ended is None else None)[0]
+        if grader_in in ready:
+            data = os.read(grader_in, CHUNK)
+            if not data:
+                break  # the grader closed: this notebook is done
+            try:
+                connection.sendall(data)
+            except OSError:
+                break
+        if connection in ready:
+            data = connection.recv(CHUNK)
+            if not data:
+                break
+            try:
+                _write_all(grader_out, data)
+            except OSError:
+                break
+        if (ended in ready) or (ended is None and os.waitpid(pid, os.WNOHANG)[0]):
+            break
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):  # end the same way, so the grader can say how the notebook died
+        if os.WTERMSIG(status) not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scratch", required=True)
+    parser.add_argument("--scratch", required=True,
+                        help="the writable folder where there is no sandbox; its parent's name names the cgroup")
     parser.add_argument("--repo", required=True)
     parser.add_argument("--hide", action="append", default=[])
     parser.add_argument("--output-limit", type=int, required=True, help="bytes of printed output")
+    parser.add_argument("--no-sandbox", action="store_true", help="where the sandbox cannot be built")
     args = parser.parse_args()
 
-    # The protocol moves to private descriptors; what the student prints goes to the log.
-    channel = Channel(os.dup(0), os.dup(1))
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)  # the grader opened fd 2 on the scratch log file
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, writes fail instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (args.output_limit, args.output_limit))
-
-    sandboxed = enter_sandbox(args.scratch, args.hide)
-    os.chdir(args.scratch)
-    sys.path[0] = args.repo  # instead of utils/ itself, where this script lives
-
-    from utils.grading import serve  # imports TensorFlow: only now, after the sandbox
-
-    serve(channel, sandboxed)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sandbox.watch_over_orphans()
+    confined = not args.no_sandbox
+    cgroup = confined and os.getuid() == 0 and sandbox.limit_processes(os.path.basename(os.path.dirname(args.scratch)))
+    needed = [args.repo, *filter(os.path.isdir, sys.path[1:])]  # the course, and Python
+    namespaces = sandbox.unshare(needed) if confined else None
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        try:
+            child(theirs, namespaces, needed, cgroup, args)
+        except BaseException:  # noqa: B036  (the log is where the grader's maintainer looks)
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+        os._exit(0)
+    theirs.close()
+    relay(ours, pid)
 
 
 if __name__ == "__main__":

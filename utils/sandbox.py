@@ -1,0 +1,243 @@
+"""Linux isolation for the grading worker, from system calls alone.
+
+This module imports nothing but the standard library, because a process can enter new
+namespaces only while it has a single thread (TensorFlow and OpenBLAS start many). It works
+in two steps, one per process of the worker (see ``utils/worker.py``):
+
+1. :func:`unshare`, in the relay, before it forks: new user (where allowed), mount, PID,
+   network and IPC namespaces. The relay's one child becomes PID 1 of the new PID namespace,
+   so when it exits the kernel kills every process it started, however detached.
+2. :func:`confine`, in that child, before any student code: a ``/proc`` that shows only the
+   sandbox's processes, the hidden folders covered by empty read-only mounts, every mount
+   read-only (recursively), one private writable tmpfs seen as ``/tmp`` and ``/dev/shm``, no
+   nested user namespaces, a process limit, and no capabilities left.
+
+Where a step is not allowed (not Linux, namespaces disabled) the worker runs unconfined and
+says so in its greeting; the grader then warns.
+"""
+import ctypes
+import os
+import resource
+import sys
+
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+CLONE_NEWNET, CLONE_NEWIPC = 0x40000000, 0x08000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture Linux added it for
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+CAPABILITY_VERSION_3 = 0x20080522
+NOBODY = 65534  # whom a root grader's student code runs as
+
+UNAVAILABLE = 70  # the worker's exit code when namespaces were entered but the sandbox failed
+SCRATCH = "/tmp"  # where the private scratch appears inside the sandbox
+SCRATCH_SIZE = "size=512m,mode=1777"
+PROCESS_LIMIT = 64  # processes and threads in the sandbox, plus what TensorFlow needs per core
+THREADS_PER_CORE = 8
+
+CGROUP_PIDS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids controller, or v2
+
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encoded = [None if s is None else s.encode() for s in (source, target, fstype, data)]
+    _check(_libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def watch_over_orphans() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux), so that a student
+    process that detaches itself stays in this process's tree, where the grader finds it."""
+    if _libc is not None:
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def unshare(needed: list[str]) -> dict | None:
+    """Enter new namespaces (this process's next child is their PID 1); None if not allowed.
+
+    A user namespace comes first where the kernel allows it: it lets an unprivileged grader
+    build the sandbox, and it gives the sandbox its own process count. A root grader maps the
+    sandbox's root to ``nobody``, so student code cannot read root's private files, where
+    ``nobody`` can read the ``needed`` folders (Python, the course); else to root, without
+    any capability.
+    """
+    if _libc is None:
+        return None
+    uid, gid = os.getuid(), os.getgid()
+    others = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
+    if uid != 0:
+        if _libc.unshare(others | CLONE_NEWUSER) != 0:
+            return None
+        _write("/proc/self/setgroups", "deny")  # an unprivileged map may name only oneself
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        return {"user": True, "uid": uid, "gid": gid, "setgroups": False, "outside": uid}
+    outside = NOBODY if _can_read(NOBODY, needed) else 0
+    if _unshare_mapped_to(outside, others | CLONE_NEWUSER):
+        return {"user": True, "uid": 0, "gid": 0, "setgroups": True, "outside": outside}
+    if _libc.unshare(others) == 0:
+        return {"user": False, "uid": outside, "gid": outside, "setgroups": True, "outside": outside}
+    return None
+
+
+def _can_read(uid: int, folders: list[str]) -> bool:
+    """Whether ``uid`` can list every one of ``folders``: asked of a short-lived child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for folder in folders:
+                os.listdir(folder)
+        except OSError:
+            os._exit(1)
+        os._exit(0)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def _unshare_mapped_to(outside: int, flags: int) -> bool:
+    """unshare(flags) with the new user namespace's root mapped to ``outside``. Only a
+    process still in the parent namespace may write such a map, so a helper forked just
+    before writes it."""
+    ready, go = os.pipe()
+    parent = os.getpid()
+    helper = os.fork()
+    if helper == 0:
+        os.close(go)
+        code = 1
+        if os.read(ready, 1) == b"x":
+            try:
+                _write(f"/proc/{parent}/uid_map", f"0 {outside} 1")
+                _write(f"/proc/{parent}/gid_map", f"0 {outside} 1")
+                code = 0
+            except OSError:
+                pass
+        os._exit(code)
+    os.close(ready)
+    entered = _libc.unshare(flags) == 0
+    os.write(go, b"x" if entered else b"-")
+    os.close(go)
+    mapped = os.waitpid(helper, 0)[1] == 0
+    if entered and not mapped:
+        raise OSError(f"could not map the sandbox's root to user {outside}")
+    return entered
+
+
+def process_limit() -> int:
+    return PROCESS_LIMIT + THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
+def limit_processes(name: str) -> bool:
+    """Put this process in a new cgroup ``name`` that allows :func:`process_limit`
+    processes and threads: how a root grader limits them, since the kernel does not apply
+    RLIMIT_NPROC to root. Needs write access to the cgroup file system."""
+    for base in CGROUP_PIDS:
+        controllers = os.path.join(base, "cgroup.subtree_control")
+        if base == CGROUP_PIDS[1] and not (os.path.exists(controllers) and "pids" in open(controllers).read()):
+            continue
+        folder = os.path.join(base, name)
+        try:
+            os.mkdir(folder)
+            _write(os.path.join(folder, "pids.max"), str(process_limit()))
+            _write(os.path.join(folder, "cgroup.procs"), str(os.getpid()))
+            return True
+        except OSError:
+            remove_process_limit(name)
+    return False
+
+
+def remove_process_limit(name: str) -> None:
+    """Remove the cgroup ``name``, once its processes are gone."""
+    for base in CGROUP_PIDS:
+        try:
+            os.rmdir(os.path.join(base, name))
+        except OSError:
+            pass
+
+
+def die_with_parent() -> None:
+    """The kernel kills this process when the relay that forked it dies (Linux)."""
+    if _libc is not None:
+        _check(_libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl PDEATHSIG")
+
+
+def confine(namespaces: dict, hidden: list[str], needed: list[str], cgroup: bool) -> list[str]:
+    """Build the sandbox around this process (PID 1 of the new namespace); say what it is."""
+    if namespaces["user"]:  # first, so that what it creates has an owner the namespace knows
+        _become(namespaces)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here shows outside
+    quiet = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for path in hidden:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | quiet, "size=4k")
+    _mount("proc", "/proc", "proc", quiet)  # shows only this PID namespace's processes
+    if namespaces["user"]:  # before /proc turns read-only: no nested namespace can undo ours
+        _write("/proc/sys/user/max_user_namespaces", "0")
+    _read_only_everywhere()
+    under_scratch = [path for path in needed if os.path.realpath(path).startswith(SCRATCH + "/")]
+    handles = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in under_scratch}
+    _mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, SCRATCH_SIZE)
+    for path, handle in handles.items():  # the course or Python under /tmp: still there, read-only
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
+        os.close(handle)
+    os.mkdir(os.path.join(SCRATCH, ".shm"), 0o1777)
+    _mount(os.path.join(SCRATCH, ".shm"), "/dev/shm", None, MS_BIND)
+    # RLIMIT_NPROC counts per user namespace, and the kernel never applies it to root
+    counted = cgroup or namespaces["user"] and namespaces["outside"] != 0
+    if counted and not cgroup:
+        resource.setrlimit(resource.RLIMIT_NPROC, (process_limit(), process_limit()))
+    if not namespaces["user"]:  # last: becoming nobody outside a user namespace drops all rights
+        _become(namespaces)
+    _drop_capabilities()
+    who = "nobody" if namespaces["outside"] == NOBODY else "root" if namespaces["outside"] == 0 else "you"
+    return ["own PID namespace", "no network", "every mount read-only", "hidden folders covered",
+            "private /tmp and /dev/shm", f"runs as {who}, without capabilities"] + \
+        ([f"at most {process_limit()} processes and threads"] if counted else [])
+
+
+def _read_only_everywhere() -> None:
+    """Every mount read-only, recursively: mount_setattr (Linux 5.12) where there is one,
+    else a read-only bind remount of each mount point listed in /proc/self/mountinfo."""
+    attributes = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attributes, ctypes.sizeof(attributes)) == 0:
+        return
+    with open("/proc/self/mountinfo") as file:
+        points = [line.split()[4] for line in file]
+    for point in (p.encode().decode("unicode_escape") for p in points):  # undo octal escapes (\040)
+        kept = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)  # same bits as ST_*
+        _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def _become(namespaces: dict) -> None:
+    """Take the sandbox's user and group, and no other groups."""
+    if namespaces["setgroups"]:  # an unprivileged user namespace denies it (and needs it not)
+        os.setgroups([])
+    os.setresgid(*[namespaces["gid"]] * 3)
+    os.setresuid(*[namespaces["uid"]] * 3)
+
+
+def _drop_capabilities() -> None:
+    """Keep no capability, and let no program give one back."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    nothing = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(header, nothing), "capset")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl NO_NEW_PRIVS")
