@@ -54,6 +54,24 @@ def global_norm_of(grads):
     return tf.sqrt(tf.add_n([tf.reduce_sum(g**2) for g in grads]))
 
 
+def jacobian_with(newest_left=True, slope=True, transpose=False, extra=False, previous=False):
+    """∂h_T/∂h_k as a product of step Jacobians, with one chosen mistake built in."""
+
+    def jacobian_product(states, recurrent_kernel, k):
+        def step(t):
+            h = states[:, t - 2] if previous else states[:, t - 1]
+            return ((1 - h ** 2) if slope else tf.ones_like(h))[:, :, None] * tf.transpose(recurrent_kernel)
+
+        result = tf.eye(recurrent_kernel.shape[0], batch_shape=[states.shape[0]])
+        for t in range(k + 1, states.shape[1] + 1):
+            result = step(t) @ result if newest_left else result @ step(t)
+        if extra:
+            result = result @ step(k)
+        return tf.linalg.matrix_transpose(result) if transpose else result
+
+    return jacobian_product
+
+
 MUTANTS = {
     "03-rnn_cell": {
         "kernel and recurrent_kernel swapped": cell_with(swap=True),
@@ -77,6 +95,13 @@ MUTANTS = {
         "time-major output": forward_with(time_major=True),
         "a Python list of states": forward_with(as_list=True),
     },
+    "03-jacobian_product": {
+        "wrong order": jacobian_with(newest_left=False),
+        "no tanh derivative": jacobian_with(slope=False),
+        "transposed": jacobian_with(transpose=True),
+        "one Jacobian too many": jacobian_with(extra=True),
+        "slope of h_{t-1}": jacobian_with(previous=True),
+    },
     "03-clip_by_global_norm": {
         "each tensor clipped separately": clip_each,
         "always rescaled to max_norm":
@@ -99,6 +124,7 @@ def test_reference_mutants_are_right():
     assert checks.run("03-rnn_cell", right_cell).status == "passed"
     assert checks.run("03-rnn_forward", forward_with()).status == "passed"
     assert checks.run("03-clip_by_global_norm", tf.clip_by_global_norm).status == "passed"
+    assert checks.run("03-jacobian_product", jacobian_with()).status == "passed"
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
@@ -110,6 +136,10 @@ def test_reference_mutants_are_right():
     ("03-rnn_forward", "state never fed back", "feed each new state back"),
     ("03-rnn_forward", "last state only", "not only the last one"),
     ("03-rnn_forward", "a Python list of states", "tf.stack"),
+    ("03-jacobian_product", "wrong order", "wrong order"),
+    ("03-jacobian_product", "no tanh derivative", "tanh derivative is missing"),
+    ("03-jacobian_product", "transposed", "transposed"),
+    ("03-jacobian_product", "one Jacobian too many", "too many"),
     ("03-clip_by_global_norm", "each tensor clipped separately", "clipped on its own"),
     ("03-clip_by_global_norm", "always rescaled to max_norm", "below max_norm"),
     ("03-clip_by_global_norm", "square root missing", "square root"),

@@ -53,6 +53,24 @@ def shared_with(concat_hx=False, no_tanh_candidate=False, no_tanh_h=False, separ
     return cell
 
 
+def gru_with(order="zrh", reset_before=False, keep_new=False, recurrent_bias=True, with_state=False):
+    """A GRU cell (Keras's reset_after=True form) with one chosen mistake built in."""
+
+    def cell(x_t, h_prev, kernel, recurrent_kernel, bias):
+        from_x = dict(zip(order, tf.split(x_t @ kernel + bias[0], 3, axis=-1)))
+        from_h = dict(zip(order, tf.split(h_prev @ recurrent_kernel + (bias[1] if recurrent_bias else 0.0), 3, axis=-1)))
+        z, r = tf.sigmoid(from_x["z"] + from_h["z"]), tf.sigmoid(from_x["r"] + from_h["r"])
+        if reset_before:
+            recurrent_h = tf.split(recurrent_kernel, 3, axis=-1)[order.index("h")]
+            candidate = tf.tanh(from_x["h"] + (r * h_prev) @ recurrent_h + tf.split(bias[1], 3)[order.index("h")])
+        else:
+            candidate = tf.tanh(from_x["h"] + r * from_h["h"])
+        h_t = (1 - z) * h_prev + z * candidate if keep_new else z * h_prev + (1 - z) * candidate
+        return (h_t, h_t) if with_state else h_t
+
+    return cell
+
+
 MUTANTS = {
     "04-lstm_cell": {
         "gate order i, c, f, o": cell_with(order="icfo"),
@@ -75,6 +93,14 @@ MUTANTS = {
         "h never updated": forward_with(reuse_h0=True),
         "last step only": forward_with(last_only=True),
     },
+    "04-gru_cell": {
+        "reset before the product (reset_after=False)": gru_with(reset_before=True),
+        "z and r swapped": gru_with(order="rzh"),
+        "(1 - z) on the old state": gru_with(keep_new=True),
+        "no recurrent bias": gru_with(recurrent_bias=False),
+        "block order h, z, r": gru_with(order="hzr"),
+        "returns (h, h)": gru_with(with_state=True),
+    },
     "04-shared_gate_cell": {
         "[h, x] concatenation": shared_with(concat_hx=True),
         "candidate without tanh": shared_with(no_tanh_candidate=True),
@@ -88,7 +114,7 @@ MUTANTS = {
 def test_right_answers_written_here_pass():
     """The mutant builders with no mistake are right, so each mutant differs by one mistake."""
     for exercise, answer in [("04-lstm_cell", cell_with()), ("04-lstm_forward", forward_with()),
-                             ("04-shared_gate_cell", shared_with())]:
+                             ("04-shared_gate_cell", shared_with()), ("04-gru_cell", gru_with())]:
         result = checks.run(exercise, answer, seed=0)
         assert result.status == "passed", result.message
 
@@ -104,6 +130,10 @@ def test_right_answers_written_here_pass():
     ("04-lstm_forward", "outputs [time, batch, units]", "[batch, time, units]"),
     ("04-lstm_forward", "outputs include h0", "h0"),
     ("04-shared_gate_cell", "[h, x] concatenation", "[x_t, h_prev]"),
+    ("04-gru_cell", "reset before the product (reset_after=False)", "reset_after=False"),
+    ("04-gru_cell", "z and r swapped", "z, r, h"),
+    ("04-gru_cell", "(1 - z) on the old state", "wrong term"),
+    ("04-gru_cell", "no recurrent bias", "bias[1]"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -202,3 +202,74 @@ def check_clip_by_global_norm(clip_by_global_norm, rng: np.random.Generator) -> 
             })
     return (f"matches tf.clip_by_global_norm on {len(CLIP_CASES)} gradient lists, clipped and unclipped, "
             "scalars included.")
+
+
+# (batch, time, features, units, k): k = T (no step, the identity), k = T − 1 (one Jacobian),
+# k = 1 and ordinary cases.
+JACOBIAN_CASES = [(1, 1, 2, 3, 1), (2, 5, 3, 4, 4), (1, 6, 2, 3, 1), (3, 7, 3, 5, 2), (2, 9, 4, 6, 3), (2, 4, 2, 4, 4)]
+
+
+def _tape_jacobian(x, h0, weights, k: int) -> np.ndarray:
+    """The reference: ∂h_T/∂h_k by tf.GradientTape, re-running steps k+1..T from h_k."""
+    kernel, recurrent_kernel, bias = (tf.constant(w, tf.float64) for w in weights)
+    states = _states_by_hand(x.astype(np.float64), h0.astype(np.float64), weights)
+    h_k = tf.constant(states[:, k - 1])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(h_k)
+        h = h_k
+        for t in range(k, x.shape[1]):  # x[:, t] is the input of step t + 1
+            h = tf.tanh(x[:, t] @ kernel + h @ recurrent_kernel + bias)
+    return tape.batch_jacobian(h, h_k, experimental_use_pfor=False).numpy(), states
+
+
+def _jacobian_mistakes(states, recurrent_kernel, k: int) -> dict:
+    """What each known mistake makes of ∂h_T/∂h_k: cause -> [batch, units, units]."""
+    batch, time, units = states.shape
+    U = recurrent_kernel.astype(np.float64)
+
+    def jac(t, tanh_slope=True, previous=False):
+        """J_t = ∂h_t/∂h_{t−1} = diag(1 − h_t²) Uᵀ (states[:, t − 1] is h_t), or a mistake."""
+        h = states[:, t - 2] if previous else states[:, t - 1]
+        slope = 1 - h ** 2 if tanh_slope else np.ones_like(h)
+        return slope[:, :, None] * U.T[None]
+
+    def product(first, last, newest_left=True, **kw):
+        """J_last ⋯ J_first (or J_first ⋯ J_last with newest_left=False)."""
+        result = np.broadcast_to(np.eye(units), (batch, units, units))
+        for t in range(first, last + 1):
+            result = jac(t, **kw) @ result if newest_left else result @ jac(t, **kw)
+        return result
+
+    right = product(k + 1, time)
+    causes = {
+        "the Jacobians are multiplied in the wrong order: ∂h_T/∂h_k = J_T J_{T−1} ⋯ J_{k+1}, the "
+        "latest step on the left.": product(k + 1, time, newest_left=False),
+        "the tanh derivative is missing: each step's Jacobian is diag(1 − h_t²) Uᵀ, not Uᵀ.":
+            product(k + 1, time, tanh_slope=False),
+        "the result is transposed: entry [i, j] should be ∂h_T[i]/∂h_k[j], so each step is "
+        "diag(1 − h_t²) Uᵀ, not U diag(1 − h_t²).": np.swapaxes(right, 1, 2),
+        "one Jacobian too many: ∂h_T/∂h_k has T − k factors, J_T down to J_{k+1} (the identity "
+        "when k = T).": right @ jac(k),
+    }
+    if k >= 1:
+        causes["the slope of the wrong state is used: step t's Jacobian uses h_t, the state it "
+               "produces, not h_{t−1}."] = product(k + 1, time, previous=True)
+    return causes
+
+
+@register("03-jacobian_product")
+def check_jacobian_product(jacobian_product, rng: np.random.Generator) -> str:
+    for batch, time, features, units, k in JACOBIAN_CASES:
+        x = rng.normal(size=(batch, time, features)).astype(np.float32)
+        h0 = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+        weights = _weights(rng, features, units)
+        expected, states = _tape_jacobian(x, h0, weights, k)
+        what = (f"jacobian_product(states, recurrent_kernel, k={k}) with states of shape "
+                f"{[batch, time, units]}")
+        got = to_numpy(call(jacobian_product, tf.constant(states.astype(np.float32)), tf.constant(weights[1]), k,
+                            what=what), what)
+        causes = _jacobian_mistakes(states, weights[1], k)
+        expect_close(got, expected, what, reference="tf.GradientTape's batch_jacobian", likely_causes=causes,
+                     **TOLERANCE)
+    return (f"matches tf.GradientTape's ∂h_T/∂h_k on {len(JACOBIAN_CASES)} cases, k = T (the identity) "
+            "and k = T − 1 included.")

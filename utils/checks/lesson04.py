@@ -188,3 +188,71 @@ def check_shared_gate_cell(shared_gate_cell, rng: np.random.Generator) -> str:
                       reference=SHARED_REFERENCE,
                       causes={"h_t = g ⊙ C_t is missing the tanh: h_t = g ⊙ tanh(C_t).": gate * c_ref})
     return f"matches the shared-gate cell's definition on {len(SHAPES)} shapes, batch 1 included."
+
+
+# Keras packs the GRU's three blocks in this order: update gate z, reset gate r, candidate h.
+GRU_ORDER = "zrh"
+
+
+def _keras_gru_step(x, h, kernel, recurrent, bias):
+    """The reference: one step of keras.layers.GRU (reset_after=True, its default), same weights."""
+    layer = keras.layers.GRU(h.shape[-1], return_state=True)
+    layer.build((None, 1, x.shape[-1]))
+    layer.set_weights([kernel, recurrent, bias])
+    _, h_new = layer(tf.constant(x[:, None]), initial_state=[tf.constant(h)])
+    return h_new.numpy()
+
+
+def _numpy_gru_step(x, h, kernel, recurrent, bias, order=GRU_ORDER, reset_before=False,
+                    keep_new=False, recurrent_bias=True):
+    """One GRU step in NumPy (float64), optionally with a known mistake built in."""
+    x, h = x.astype(np.float64), h.astype(np.float64)
+    from_x = dict(zip(order, np.split(x @ kernel + bias[0], 3, axis=-1)))
+    from_h = dict(zip(order, np.split(h @ recurrent + (bias[1] if recurrent_bias else 0.0), 3, axis=-1)))
+    z, r = _sigmoid(from_x["z"] + from_h["z"]), _sigmoid(from_x["r"] + from_h["r"])
+    if reset_before:  # the original paper's form: reset h_prev, then multiply
+        recurrent_h = np.split(recurrent, 3, axis=-1)[order.index("h")]
+        recurrent_bias_h = np.split(bias[1], 3)[order.index("h")]
+        candidate = np.tanh(from_x["h"] + (r * h) @ recurrent_h + recurrent_bias_h)
+    else:
+        candidate = np.tanh(from_x["h"] + r * from_h["h"])
+    if keep_new:
+        return (1.0 - z) * h + z * candidate
+    return z * h + (1.0 - z) * candidate
+
+
+def _gru_mistakes(x, h, kernel, recurrent, bias):
+    return {
+        "the reset gate multiplies h_prev before the recurrent product (reset_after=False, the "
+        "original paper's form); Keras's default applies it after: r_t ⊙ (h_{t−1} U_h + b_rh).":
+            _numpy_gru_step(x, h, kernel, recurrent, bias, reset_before=True),
+        "the update and reset gates are swapped; Keras packs the blocks z, r, h.":
+            _numpy_gru_step(x, h, kernel, recurrent, bias, order="rzh"),
+        "(1 − z_t) multiplies the wrong term: in Keras z_t is the share of the old state, "
+        "h_t = z_t ⊙ h_{t−1} + (1 − z_t) ⊙ h̃_t.":
+            _numpy_gru_step(x, h, kernel, recurrent, bias, keep_new=True),
+        "the recurrent bias (bias[1]) is missing: each block adds bias[0] to the input part and "
+        "bias[1] to the recurrent part.":
+            _numpy_gru_step(x, h, kernel, recurrent, bias, recurrent_bias=False),
+    }
+
+
+@register("04-gru_cell")
+def check_gru_cell(gru_cell, rng: np.random.Generator) -> str:
+    for batch, _, input_dim, units in SHAPES:
+        x = rng.normal(size=(batch, input_dim)).astype(np.float32)
+        h = rng.normal(scale=0.5, size=(batch, units)).astype(np.float32)
+        kernel = rng.normal(scale=0.6, size=(input_dim, 3 * units)).astype(np.float32)
+        recurrent = rng.normal(scale=0.6, size=(units, 3 * units)).astype(np.float32)
+        bias = rng.normal(scale=0.5, size=(2, 3 * units)).astype(np.float32)
+        expected = _keras_gru_step(x, h, kernel, recurrent, bias)
+        what = f"gru_cell(x_t, h_prev, kernel, recurrent_kernel, bias) with batch {batch}, input_dim {input_dim}, units {units}"
+        result = call(gru_cell, *(tf.constant(a) for a in (x, h, kernel, recurrent, bias)), what=what)
+        if isinstance(result, (tuple, list)):
+            raise CheckFailed(f"{what} should return h_t alone, one [batch, units] tensor (a GRU has no "
+                              f"separate cell state); you returned a {type(result).__name__} of length {len(result)}.")
+        got = to_numpy(result, what)
+        expect_close(got, expected, what, reference="keras.layers.GRU (reset_after=True) with the same weights",
+                     likely_causes=_gru_mistakes(x, h, kernel, recurrent, bias), **TOLERANCE)
+    return (f"agrees with keras.layers.GRU (reset_after=True, blocks z, r, h) on {len(SHAPES)} shapes, "
+            "batch 1 and one unit included, within 1e-5.")
