@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from utils import checks
+from utils import checks, text
 from solved import solution_answers
 
 SEEDS = [0, 1, 2]
@@ -17,12 +17,17 @@ def answers() -> dict:
 
 # --- wrong tokenizers ---------------------------------------------------------------------
 
+def _split(texts):
+    """The right split, so that each wrong tokenizer below has exactly one mistake."""
+    return tf_text.regex_split(texts, text.SPLIT_PATTERN, text.KEEP_PATTERN)
+
+
 def no_case_folding(texts):
-    return tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(texts, "NFKC"))
+    return _split(tf_text.normalize_utf8(texts, "NFKC"))
 
 
 def lowercase_only(texts):
-    return tf_text.UnicodeScriptTokenizer().tokenize(tf.strings.lower(texts, encoding="utf-8"))
+    return _split(tf.strings.lower(texts, encoding="utf-8"))
 
 
 def whitespace_split(texts):
@@ -38,7 +43,46 @@ def padded_dense(texts):
 
 
 def nfd(texts):
-    return tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(tf_text.case_fold_utf8(texts), "NFD"))
+    return _split(tf_text.normalize_utf8(tf_text.case_fold_utf8(texts), "NFD"))
+
+
+def unicode_script_split(texts):
+    """The pipeline before punctuation was split from digits: "42," stays one token."""
+    return tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(tf_text.case_fold_utf8(texts), "NFKC"))
+
+
+# --- wrong WordPiece splits ---------------------------------------------------------------
+
+def _pieces(word, vocabulary, longest=True, marked=True, partial=False):
+    pieces, start = [], 0
+    while start < len(word):
+        ends = range(len(word), start, -1) if longest else range(start + 1, len(word) + 1)
+        prefix = "##" if start and marked else ""
+        end = next((end for end in ends if prefix + word[start:end] in vocabulary), None)
+        if end is None:
+            if not partial:
+                return ["[UNK]"]
+            pieces, start = pieces + ["[UNK]"], start + 1
+            continue
+        pieces.append(prefix + word[start:end])
+        start = end
+    return pieces
+
+
+def shortest_first(word, vocabulary):
+    return _pieces(word, vocabulary, longest=False)
+
+
+def no_continuation_prefix(word, vocabulary):
+    return _pieces(word, vocabulary, marked=False)
+
+
+def unknown_only_where_stuck(word, vocabulary):
+    return _pieces(word, vocabulary, partial=True)
+
+
+def whole_words_only(word, vocabulary):
+    return [word] if word in vocabulary else ["[UNK]"]
 
 
 # --- wrong vocabularies ---------------------------------------------------------------------
@@ -174,6 +218,13 @@ MUTANTS = {
         "characters": characters,
         "dense padded tensor": padded_dense,
         "NFD": nfd,
+        "UnicodeScriptTokenizer keeps 42, together": unicode_script_split,
+    },
+    "05-wordpiece": {
+        "shortest match first": shortest_first,
+        "no ## on continuations": no_continuation_prefix,
+        "[UNK] only for the stuck part": unknown_only_where_stuck,
+        "whole words only": whole_words_only,
     },
     "05-build_vocabulary": {
         "least frequent first": least_frequent_first,
@@ -210,7 +261,11 @@ MUTANTS = {
 
 @pytest.mark.parametrize("exercise,mutant,words", [
     ("05-tokenize", "no case folding", "case_fold_utf8"),
-    ("05-tokenize", "whitespace tokenizer", "UnicodeScriptTokenizer"),
+    ("05-tokenize", "whitespace tokenizer", "not only at whitespace"),
+    ("05-tokenize", "UnicodeScriptTokenizer keeps 42, together", "same script"),
+    ("05-wordpiece", "shortest match first", "longest"),
+    ("05-wordpiece", "no ## on continuations", "prefix"),
+    ("05-wordpiece", "[UNK] only for the stuck part", "whole word"),
     ("05-tokenize", "dense padded tensor", "RaggedTensor"),
     ("05-build_vocabulary", "least frequent first", "most frequent"),
     ("05-build_vocabulary", "padding and [UNK] included", "StringLookup adds"),

@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from solved import solution_answers
+from solved import Elsewhere, solution_answers
 from utils import checks
 
 
@@ -101,20 +101,6 @@ def test_messages_name_the_likely_cause(exercise, mutant, words):
 
 def test_stop_gradient_is_checked_where_the_answer_lives():
     """An answer that runs elsewhere (like the grader's proxy) is differentiated there."""
-    class Elsewhere:
-        def __init__(self, function):
-            self.function = function
-
-        def __call__(self, *args):
-            return self.function(*args)
-
-        def value_and_gradient(self, *args_then_wrt):
-            *args, wrt = args_then_wrt
-            with tf.GradientTape() as tape:
-                tape.watch(args[wrt])
-                y = self.function(*args)
-            return y, tape.gradient(y, args[wrt])
-
     result = checks.run("09-update_memory", Elsewhere(MUTANTS["09-update_memory"]["no stop-gradient"]))
     assert result.status == "failed" and "tf.stop_gradient" in result.message
     assert checks.run("09-update_memory", Elsewhere(solution_answers("09")["update_memory"])).status == "passed"

@@ -86,3 +86,14 @@ def test_tokenize_normalizes_folds_case_and_splits_punctuation():
         [t.encode() for t in ["the", "naïve", "dog", ",", "near", "the", "café", ",", "runs", "."]],
         [b"strasse", b"fine"],
     ]
+
+
+def test_tokenize_splits_punctuation_from_digits_and_keeps_each_mark_apart():
+    import tensorflow as tf
+
+    tokens = text.tokenize(tf.constant(["dogs, 42; run...", "x—y!?", ""]))
+    assert tokens.to_list() == [
+        [b"dogs", b",", b"42", b";", b"run", b".", b".", b"."],
+        [b"x", "—".encode(), b"y", b"!", b"?"],
+        [],
+    ]

@@ -295,6 +295,26 @@ def loss_per_step(histories: dict[str, list[float]], baseline: float | None = No
     plt.show()
 
 
+def accuracy_over_seeds(x: list, accuracy: dict[str, np.ndarray], chance: float, xlabel: str,
+                        title: str = "", baselines: dict[str, float] | None = None):
+    """Accuracy against a condition for several models, each trained on several seeds.
+
+    ``accuracy[name]`` is ``[seeds, len(x)]``: the line is the mean over seeds and the shaded
+    band runs from the worst seed to the best, so a single lucky run cannot pass for a trend.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
+    for name, values in accuracy.items():
+        values = np.asarray(values)
+        line, = ax.plot(x, values.mean(axis=0), marker="o", label=f"{name} (mean of {len(values)} seeds)")
+        ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
+    for (name, level), style in zip((baselines or {}).items(), [":", "-."]):
+        ax.axhline(level, color="black", ls=style, lw=1, label=f"{name} ({level:g})")
+    ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.03, 1.05), title=title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    plt.show()
+
 DIAGRAMS = pathlib.Path(__file__).parent / "diagrams"
 
 
@@ -311,3 +331,25 @@ def diagram(name: str):
         known = ", ".join(sorted(p.stem for p in DIAGRAMS.glob("*.svg"))) or "none"
         raise FileNotFoundError(f"no diagram {name!r} in {DIAGRAMS}; known diagrams: {known}")
     return SVG(filename=str(path))
+
+
+def accuracy_vs_distance(distances: np.ndarray, accuracy: dict[str, np.ndarray], chance: float,
+                         limits: dict[str, float] | None = None, title: str = ""):
+    """Accuracy against the distance to what must be recalled, one line per model.
+
+    ``accuracy[name]`` is ``[seeds, len(distances)]``: the line is the mean over seeds and the
+    shaded band their range. ``limits`` draws a dotted vertical line per entry (e.g. how far
+    each memory can reach), labelled with its name.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=FIGURE_DPI)
+    for name, values in accuracy.items():
+        values = np.atleast_2d(values)
+        line, = ax.plot(distances, values.mean(axis=0), label=name)
+        ax.fill_between(distances, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:.3g})")
+    for (name, x), color in zip((limits or {}).items(), ["black", "tab:purple", "tab:brown"]):
+        ax.axvline(x, color=color, ls=":", label=name)
+    ax.set(xlabel="distance D (tokens back)", ylabel="accuracy", ylim=(0, 1.05), title=title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    plt.show()

@@ -120,17 +120,23 @@ def generate_corpus(n: int = CORPUS_SENTENCES, seed: int = CORPUS_SEED) -> list[
     return sentences
 
 
+# Split at runs of white space and around every punctuation mark or symbol, keeping the marks
+# as tokens of their own (RE2 syntax, as tensorflow-text's regex_split takes it).
+SPLIT_PATTERN = r"[\s\p{Z}]+|[\p{P}\p{S}]"
+KEEP_PATTERN = r"[\p{P}\p{S}]"
+
+
 def tokenize(texts):
-    """The course's text pipeline: Unicode NFKC normalization with case folding, then
-    words and punctuation split apart where the Unicode script changes.
+    """The course's text pipeline: Unicode NFKC normalization with case folding, then words,
+    numbers and single punctuation marks split apart.
 
     ``texts`` is a string tensor of any batch size; returns a RaggedTensor of tokens,
     one row per text. (Lesson 05 builds this as an exercise.)
     """
     import tensorflow_text as tf_text
 
-    folded = tf_text.case_fold_utf8(texts)
-    return tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(folded, "NFKC"))
+    normalized = tf_text.normalize_utf8(tf_text.case_fold_utf8(texts), "NFKC")
+    return tf_text.regex_split(normalized, SPLIT_PATTERN, KEEP_PATTERN)
 
 
 def sample_sentences(model, to_ids, to_tokens, prompts: list[str], temperature: float, seed: int = 0,

@@ -1,7 +1,8 @@
 """Checks for lesson 05, sequence models in Keras.
 
-The tokenizer is compared with the course's tensorflow-text pipeline on messy sentences
-and must survive a round trip; the vocabulary with a brute-force count and a round trip
+The tokenizer is compared with a brute-force pipeline written with Python's unicodedata on
+messy sentences and must survive a round trip; WordPiece with tensorflow-text's
+WordpieceTokenizer on random vocabularies; the vocabulary with a brute-force count and a round trip
 through StringLookup; perplexity with the exponential of Keras's sparse categorical
 cross-entropy; temperature sampling statistically, against softmax(logits / T); and the
 fixed autoencoder by the shapes it builds and by information flowing through it.
@@ -17,7 +18,8 @@ from utils import text
 from utils.checks import CheckFailed, NotAttempted, call, expect_close, register, to_numpy
 
 # Pieces of messy text: capitals, accents composed and decomposed, ß, a ligature, digits, punctuation.
-WORDS = ["The", "dog", "DOGS", "café", "Café", "naïve", "Straße", "ﬁne", "runs", "Über", "élan", "42", "x"]
+WORDS = ["The", "dog", "DOGS", "café", "Café", "naïve", "Straße", "ﬁne", "runs", "Über", "élan", "42", "x", "3.5",
+         "(it)", "a+b"]
 PUNCTUATION = [".", ",", "!", "?", ";", "—"]
 SPACES = [" ", " ", " ", "  ", "\t"]
 
@@ -49,24 +51,44 @@ def _rows(value, what: str) -> list[list[bytes]]:
     raise CheckFailed(f"{what} returned a {type(value).__name__}; expected a tf.RaggedTensor of strings.")
 
 
+def _reference_tokens(sentence: str) -> list[bytes]:
+    """Brute force, with Python's unicodedata: NFKC case folding, then split at white space
+    and around every punctuation mark (category P*) or symbol (S*), keeping each mark."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", sentence).casefold())
+    tokens, word = [], ""
+    for char in folded:
+        if char.isspace() or unicodedata.category(char)[0] in "PS":
+            tokens += [word] if word else []
+            tokens += [] if char.isspace() else [char]
+            word = ""
+        else:
+            word += char
+    tokens += [word] if word else []
+    return [token.encode("utf-8") for token in tokens]
+
+
 def _tokenizer_mistakes(texts: tf.Tensor) -> dict[str, list]:
     """What common wrong pipelines produce, to name the likely cause of a mismatch."""
     import tensorflow_text as tf_text
 
-    script = tf_text.UnicodeScriptTokenizer()
+    def split(strings):
+        return tf_text.regex_split(strings, text.SPLIT_PATTERN, text.KEEP_PATTERN).to_list()
+
     nfkc = tf_text.normalize_utf8(texts, "NFKC")
     folded = tf_text.case_fold_utf8(texts)
     lowered = tf.strings.lower(texts, encoding="utf-8")
     return {
-        "case is not folded: apply tf_text.case_fold_utf8.": script.tokenize(nfkc).to_list(),
+        "case is not folded: apply tf_text.case_fold_utf8.": split(nfkc),
         "lowercasing is not case folding (\"ß\" folds to \"ss\", \"ﬁ\" to \"fi\"): use tf_text.case_fold_utf8.":
-            script.tokenize(tf_text.normalize_utf8(lowered, "NFKC")).to_list(),
+            split(tf_text.normalize_utf8(lowered, "NFKC")),
         "the text is not normalized: composed and decomposed accents stay different; normalize to NFKC.":
-            script.tokenize(lowered).to_list(),
+            split(lowered),
         "NFD decomposes accents; the course's pipeline uses NFKC (composed).":
-            script.tokenize(tf_text.normalize_utf8(folded, "NFD")).to_list(),
-        "punctuation stays glued to words: split where the Unicode script changes "
-        "(tf_text.UnicodeScriptTokenizer), not only at whitespace.":
+            split(tf_text.normalize_utf8(folded, "NFD")),
+        "UnicodeScriptTokenizer puts digits and punctuation in the same script (Common), so \"42,\" "
+        "stays one token: split around every punctuation mark instead (tf_text.regex_split).":
+            tf_text.UnicodeScriptTokenizer().tokenize(tf_text.normalize_utf8(folded, "NFKC")).to_list(),
+        "punctuation stays glued to words: split around every punctuation mark, not only at whitespace.":
             tf_text.WhitespaceTokenizer().tokenize(folded).to_list(),
         "those are characters; this exercise wants words and punctuation.":
             tf.strings.unicode_split(folded, "UTF-8").to_list(),
@@ -80,13 +102,13 @@ def _show(tokens: list[bytes]) -> str:
 @register("05-tokenize")
 def check_tokenize(tokenize, rng: np.random.Generator) -> str:
     batches = [[_messy_sentence(rng) for _ in range(size)] for size in (1, 3, 8)]
-    batches.append(["", "   ", "The naïve dog, near the cafés, runs."])
+    batches.append(["", "   ", "The naïve dog, near the cafés, runs.", "dogs, 42; run..."])
     batches.append([unicodedata.normalize("NFD", "Straße ﬁne Café.")])
     for batch in batches:
         texts = tf.constant(batch)
         what = f"tokenize(texts) for a batch of {len(batch)}"
         got = _rows(call(tokenize, texts, what=what), what)
-        expected = text.tokenize(texts).to_list()
+        expected = [_reference_tokens(sentence) for sentence in batch]
         if len(got) != len(expected):
             raise CheckFailed(f"{what} returned {len(got)} rows; expected one row of tokens per text ({len(expected)}).")
         for row, (mine, reference) in enumerate(zip(got, expected)):
@@ -104,7 +126,8 @@ def check_tokenize(tokenize, rng: np.random.Generator) -> str:
                       "tokenize(your tokens joined by spaces)")
         if again != got:
             raise CheckFailed("tokenizing your own tokens joined by spaces changed them: the pipeline is not stable.")
-    return "matches NFKC case folding + UnicodeScriptTokenizer on messy text, and round-trips."
+    return ("matches NFKC case folding, then words, numbers and single punctuation marks, on messy text, "
+            "and round-trips.")
 
 
 def _as_strings(value, what: str) -> list[str]:
@@ -371,3 +394,70 @@ def check_build_autoencoder(build_autoencoder, rng: np.random.Generator) -> str:
             raise CheckFailed(f"in {what}, the last output does not depend on the first input step: the "
                               "encoder's memory never reaches the decoder.")
     return "builds for 1 to 12 time steps, maps [batch, T, F] to [batch, T, F] through two LSTMs, first input reaches the last output."
+
+
+# --- WordPiece ---------------------------------------------------------------------------
+UNKNOWN = "[UNK]"
+SUFFIX = "##"
+
+
+def _tf_wordpiece(words: list[str], vocabulary: list[str]) -> list[list[str]]:
+    """The reference: tensorflow-text's WordpieceTokenizer, greedy longest match first."""
+    import tensorflow_text as tf_text
+
+    table = tf.lookup.StaticVocabularyTable(
+        tf.lookup.KeyValueTensorInitializer(vocabulary, tf.range(len(vocabulary), dtype=tf.int64)), 1)
+    tokenizer = tf_text.WordpieceTokenizer(table, suffix_indicator=SUFFIX, unknown_token=UNKNOWN,
+                                           token_out_type=tf.string)
+    return [[piece.decode() for piece in row] for row in tokenizer.tokenize(tf.constant(words)).to_list()]
+
+
+def _greedy_pieces(word: str, vocabulary: set[str], longest: bool, marked: bool) -> list[str]:
+    """Known wrong variants of the algorithm, to name the likely cause of a mismatch."""
+    pieces, start = [], 0
+    while start < len(word):
+        ends = range(len(word), start, -1) if longest else range(start + 1, len(word) + 1)
+        prefix = SUFFIX if start and marked else ""
+        end = next((end for end in ends if prefix + word[start:end] in vocabulary), None)
+        if end is None:
+            return [UNKNOWN]
+        pieces.append(prefix + word[start:end])
+        start = end
+    return pieces
+
+
+def _wordpiece_case(rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """A random vocabulary of pieces over a small alphabet, and words to split with it."""
+    alphabet = "abcde"
+    pieces = {"".join(rng.choice(list(alphabet), size=rng.integers(1, 4))) for _ in range(14)}
+    vocabulary = sorted({piece if rng.random() < 0.5 else SUFFIX + piece for piece in pieces})
+    vocabulary += [letter for letter in alphabet[:3] if letter not in vocabulary]
+    words = ["".join(rng.choice(list(alphabet), size=rng.integers(1, 9))) for _ in range(40)]
+    return vocabulary, words
+
+
+@register("05-wordpiece")
+def check_wordpiece(wordpiece, rng: np.random.Generator) -> str:
+    for _ in range(6):
+        vocabulary, words = _wordpiece_case(rng)
+        expected = _tf_wordpiece(words, vocabulary)
+        for word, reference in zip(words, expected):
+            what = f"wordpiece({word!r}, vocabulary)"
+            got = call(wordpiece, word, set(vocabulary), what=what)
+            if not isinstance(got, (list, tuple)) or not all(isinstance(p, str) for p in got):
+                raise CheckFailed(f"{what} returned {got!r}; expected a list of str pieces.")
+            if list(got) == reference:
+                continue
+            message = (f"{what} with vocabulary {vocabulary} returned {list(got)}, "
+                       f"tf_text.WordpieceTokenizer gives {reference}.")
+            causes = {
+                "you take the shortest matching piece first; WordPiece takes the longest.":
+                    _greedy_pieces(word, set(vocabulary), longest=False, marked=True),
+                f"pieces after the first must be looked up with the {SUFFIX!r} prefix (and returned with it).":
+                    _greedy_pieces(word, set(vocabulary), longest=True, marked=False),
+            }
+            cause = next((c for c, output in causes.items() if output == list(got) != reference), None)
+            if cause is None and UNKNOWN in got and got != [UNKNOWN]:
+                cause = f"when any part of a word has no piece, the whole word becomes {UNKNOWN}, alone."
+            raise CheckFailed(message + (f" Likely cause: {cause}" if cause else ""))
+    return "matches tf_text.WordpieceTokenizer (greedy longest match first, ## continuations, [UNK]) on 240 words."
