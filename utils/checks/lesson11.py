@@ -404,33 +404,59 @@ def check_span_f1(span_f1, rng: np.random.Generator) -> str:
 
 
 class _ToyEncoder(keras.layers.Layer):
-    """An encoder stand-in: an embedding plus a position-dependent shift, so that pooling the
-    wrong positions gives a different answer."""
+    """An encoder stand-in: a fixed embedding plus a position-dependent shift, so that pooling
+    the wrong positions gives a different answer. Its weights come from a fixed seed, so the
+    grader's copy and the grading worker's copy of it are the same encoder."""
 
     def __init__(self, vocab_size, d_model, **kwargs):
         super().__init__(**kwargs)
-        self.embedding = keras.layers.Embedding(vocab_size, d_model)
-        self.d_model = d_model
+        table = np.random.default_rng(d_model).normal(size=(vocab_size, d_model)).astype(np.float32)
+        self.embedding = keras.layers.Embedding(vocab_size, d_model,
+                                                embeddings_initializer=keras.initializers.Constant(table))
 
     def call(self, ids):
         positions = keras.ops.cast(keras.ops.arange(keras.ops.shape(ids)[1]), "float32")
         return self.embedding(ids) + 0.3 * positions[None, :, None]
 
 
+def _toy_encoder(d_model: int) -> _ToyEncoder:
+    """The module-level encoder for ``d_model``, named so that the grader can hand it to a
+    student's class in the worker by its module and name instead of sending the object."""
+    name = f"_TOY_ENCODER_{d_model}"
+    if name not in globals():
+        encoder = _ToyEncoder(TOY_VOCABULARY, d_model)
+        encoder.__qualname__ = name
+        globals()[name] = encoder
+    globals()[name].trainable = True  # an answer that froze it must not fail the next one
+    return globals()[name]
+
+
+TOY_VOCABULARY = 40
+
+
+def __getattr__(name: str):
+    """Let the grading worker find a toy encoder by its name (module ``__getattr__``, PEP 562):
+    made on first use, so importing the checks creates no layer."""
+    prefix = "_TOY_ENCODER_"
+    if name.startswith(prefix) and name[len(prefix):].isdigit():
+        return _toy_encoder(int(name[len(prefix):]))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @register("11-sentence_classifier")
 def check_sentence_classifier(model_class, rng: np.random.Generator) -> str:
     for batch, length, d_model, classes in [(4, 9, 8, 3), (1, 1, 4, 2), (int(rng.integers(2, 6)), 12, 6, 5)]:
-        encoder = _ToyEncoder(40, d_model)
-        ids = _padded_ids(rng, batch, length, 40)
+        encoder = _toy_encoder(d_model)
+        ids = _padded_ids(rng, batch, length, TOY_VOCABULARY)
         made = f"SentenceClassifier(encoder, num_classes={classes})"
         model = call(lambda: model_class(encoder, classes), what=made)
         what = f"{made}(ids {ids.shape})"
         got = to_numpy(call(model, ids, what=what), what)
-        head = getattr(model, "head", None)
-        if not isinstance(head, keras.layers.Dense):
-            raise CheckFailed(f"{made} has no Dense layer named `head`; create it in the constructor "
-                              "(self.head = keras.layers.Dense(num_classes)).")
-        kernel, bias = (np.asarray(w) for w in head.get_weights())
+        head_weights = call(lambda: model.head.get_weights(), what=f"{made}.head.get_weights()")
+        if len(head_weights) != 2 or np.shape(head_weights[0]) != (d_model, classes):
+            raise CheckFailed(f"{made} has no Dense layer named `head` with {classes} units; create it in the "
+                              "constructor, a keras.layers.Dense(num_classes) stored as self.head.")
+        kernel, bias = (np.asarray(w) for w in head_weights)
         features = np.asarray(encoder(ids))
         real = (ids != PAD)[:, :, None]
         pooled = (features * real).sum(1) / real.sum(1)
@@ -445,8 +471,8 @@ def check_sentence_classifier(model_class, rng: np.random.Generator) -> str:
                          "these are probabilities; return the logits (no softmax), as the loss takes "
                          "from_logits=True.": keras.ops.softmax(expected).numpy(),
                      })
-        trainable = {id(w) for w in model.trainable_weights}
-        if not all(id(w) in trainable for w in encoder.weights):
+        trainable = call(lambda: model.trainable_weights, what=f"{made}.trainable_weights")
+        if len(trainable) != len(encoder.weights) + 2:
             raise CheckFailed(f"{made}: the encoder's weights are not among the model's trainable weights; "
                               "fine-tuning trains the encoder too (do not freeze it).")
     return "logits = head(mean of the encoder's outputs over real tokens), encoder trainable, batch 1 and time 1."
