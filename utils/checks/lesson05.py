@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from utils import text
-from utils.checks import CheckFailed, NotAttempted, call, expect_close, register, to_numpy
+from utils.checks import CheckFailed, NotAttempted, call, expect_close, register, softmax, to_numpy
 
 # Pieces of messy text: capitals, accents composed and decomposed, ß, a ligature, digits, punctuation.
 WORDS = ["The", "dog", "DOGS", "café", "Café", "naïve", "Straße", "ﬁne", "runs", "Über", "élan", "42", "x", "3.5",
@@ -287,12 +287,6 @@ def _sample_counts(sample, logits: np.ndarray, temperature: float, num_samples: 
     return np.stack([np.bincount(row, minlength=vocab) for row in got]).astype(np.float64)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 NUM_SAMPLES = 20_000
 # A sample frequency is within Z standard errors sqrt(p(1 - p) / n) of p except with
 # probability about 1e-9 per category, so a right answer fails essentially never.
@@ -307,7 +301,7 @@ def check_sample_with_temperature(sample, rng: np.random.Generator) -> str:
         seed = int(rng.integers(2**31 - 1))
         counts = _sample_counts(sample, logits, temperature, NUM_SAMPLES, seed)
         frequencies = counts / NUM_SAMPLES
-        expected = _softmax(logits.astype(np.float64) / temperature)
+        expected = softmax(logits.astype(np.float64) / temperature)
         tolerance = Z * np.sqrt(expected * (1 - expected) / NUM_SAMPLES) + 1e-3
         wrong = np.abs(frequencies - expected) > tolerance
         if not wrong.any():
@@ -319,12 +313,12 @@ def check_sample_with_temperature(sample, rng: np.random.Generator) -> str:
         causes = {
             "every sample is the argmax: draw at random from the distribution instead.":
                 np.eye(vocab)[logits.argmax(axis=-1)],
-            "the temperature is ignored: divide the logits by it.": _softmax(logits.astype(np.float64)),
-            "the logits are multiplied by the temperature; divide them by it.": _softmax(logits * temperature),
+            "the temperature is ignored: divide the logits by it.": softmax(logits.astype(np.float64)),
+            "the logits are multiplied by the temperature; divide them by it.": softmax(logits * temperature),
             "probabilities were passed where logits are expected (categorical applies softmax itself).":
-                _softmax(expected),
+                softmax(expected),
             "the temperature is applied to the probabilities (p ** T); divide the logits by T.":
-                _softmax(logits * 1.0) ** temperature / (_softmax(logits * 1.0) ** temperature).sum(-1, keepdims=True),
+                softmax(logits * 1.0) ** temperature / (softmax(logits * 1.0) ** temperature).sum(-1, keepdims=True),
         }
         for cause, distribution in causes.items():
             if np.all(np.abs(frequencies - distribution) <= Z * np.sqrt(distribution * (1 - distribution) / NUM_SAMPLES) + 1e-3):

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -49,24 +49,19 @@ def _normal(rng, *shape, scale=1.0):
     return (scale * rng.normal(size=shape)).astype(np.float32)
 
 
-def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def _softmax_mistakes(scores: np.ndarray, mask: np.ndarray) -> dict:
     """What common wrong masked softmaxes give, to name the likely cause."""
     m = mask[:, None, :]
-    plain = _softmax(scores, -1)
+    plain = softmax(scores, -1)
     return {
         "the mask is ignored: padded positions must get weight 0 (add a large negative number "
         "to their scores before the softmax).": plain,
         "the softmax runs over the wrong axis: normalize over the keys, the last axis.":
-            _softmax(np.where(m, scores, -1e9), 1),
+            softmax(np.where(m, scores, -1e9), 1),
         "padded weights are zeroed after the softmax, so the rest no longer sums to 1: mask "
         "the scores before the softmax.": plain * m,
         "the mask is the wrong way round: True means keep, False means padding.":
-            _softmax(np.where(m, -1e9, scores), -1),
+            softmax(np.where(m, -1e9, scores), -1),
     }
 
 
@@ -116,7 +111,7 @@ def check_luong_attention(luong_attention, rng: np.random.Generator) -> str:
         context, weights = _pair(result, what, "context, weights")
         reference_context, reference_weights = (t.numpy() for t in _keras_dot(query, value, mask))
         scores = np.einsum("bqd,bkd->bqk", query, value)
-        scaled = _softmax(np.where(mask[:, None, :], scores / np.sqrt(dim), -1e9), -1)
+        scaled = softmax(np.where(mask[:, None, :], scores / np.sqrt(dim), -1e9), -1)
         _check_attention_outputs(
             context, weights, reference_context, reference_weights, scores, mask, what,
             "keras.layers.Attention", extra_causes={
@@ -160,7 +155,7 @@ def check_bahdanau_attention(BahdanauAttention, rng: np.random.Generator) -> str
         _check_attention_outputs(
             context, weights, reference_context, reference_weights, scores, mask, what,
             "keras.layers.AdditiveAttention on your projections", extra_causes={
-                "no tanh: the score is v · tanh(q W_query + k W_key).": _softmax(np.where(
+                "no tanh: the score is v · tanh(q W_query + k W_key).": softmax(np.where(
                     mask[:, None, :], np.sum(v * summed, axis=-1), -1e9), -1)})
     return ("matches keras.layers.AdditiveAttention on the projected query and keys, with padding masks, "
             "for query and value sizes that differ.")

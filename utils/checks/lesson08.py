@@ -9,15 +9,9 @@ multi-head attention layer with ``keras.layers.MultiHeadAttention`` carrying the
 import keras
 import numpy as np
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 through softmax and several matrix products
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _attention(q, k, v, mask=None, scale=None, axis=-1, invert=False):
@@ -29,7 +23,7 @@ def _attention(q, k, v, mask=None, scale=None, axis=-1, invert=False):
     if mask is not None:
         allowed = np.asarray(mask, bool)
         scores = np.where(~allowed if invert else allowed, scores, -1e9)
-    weights = _softmax(scores, axis)
+    weights = softmax(scores, axis)
     return weights @ v, weights
 
 
@@ -257,7 +251,7 @@ def _mha(query, value, key, weights, mask, *, scale_power=0.5, axis=-1, invert=F
     if mask is not None:
         allowed = np.broadcast_to(mask[:, None], scores.shape)
         scores = np.where(~allowed if invert else allowed, scores, -1e9)
-    attended = np.einsum("bhts,bshk->bthk", _softmax(scores, axis), v)
+    attended = np.einsum("bhts,bshk->bthk", softmax(scores, axis), v)
     if split == "scrambled":  # merged back by the inverse of the same wrong split
         attended = attended.swapaxes(2, 3).reshape(attended.shape)
     if not output:

@@ -12,16 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy, value_and_gradient
+from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy, value_and_gradient
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 LOOSE = {"rtol": 1e-4, "atol": 1e-5}  # float32 through softmax and several products
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 # --- compress -----------------------------------------------------------------------------
@@ -153,7 +147,7 @@ def check_update_memories(answer, rng: np.random.Generator) -> str:
 
 def _attend(q, memory, w_k, w_v):
     k, v = memory @ w_k, memory @ w_v
-    weights = _softmax(np.einsum("bid,bjd->bij", q, k) / np.sqrt(q.shape[-1]))
+    weights = softmax(np.einsum("bid,bjd->bij", q, k) / np.sqrt(q.shape[-1]))
     return np.einsum("bij,bjd->bid", weights, v)
 
 
@@ -165,7 +159,7 @@ def _reconstruction(hidden, evicted, compressed, w_q, w_k, w_v, scale=True, proj
     if project_compressed:
         short = _attend(q, compressed, w_k, w_v)
     else:
-        weights = _softmax(np.einsum("bid,bjd->bij", q, compressed) / np.sqrt(q.shape[-1]))
+        weights = softmax(np.einsum("bid,bjd->bij", q, compressed) / np.sqrt(q.shape[-1]))
         short = np.einsum("bij,bjd->bid", weights, compressed)
     return np.mean((full - short) ** 2)
 
@@ -335,12 +329,12 @@ def _gated(local_scores, local_values, memory_scores, memory_values, gate_bias, 
     g = 1 / (1 + np.exp(-gate_bias)) if gate is None else gate
     g = g[None, :, None, None]
     if joint:
-        weights = _softmax(np.concatenate([local_scores, memory_scores], axis=-1))
+        weights = softmax(np.concatenate([local_scores, memory_scores], axis=-1))
         s = local_scores.shape[-1]
         return (np.einsum("bhij,bhjd->bhid", weights[..., :s], local_values)
                 + np.einsum("bhik,bhikd->bhid", weights[..., s:], memory_values))
-    local = np.einsum("bhij,bhjd->bhid", _softmax(local_scores), local_values)
-    memory = np.einsum("bhik,bhikd->bhid", _softmax(memory_scores), memory_values)
+    local = np.einsum("bhij,bhjd->bhid", softmax(local_scores), local_values)
+    memory = np.einsum("bhik,bhikd->bhid", softmax(memory_scores), memory_values)
     return (1 - g) * local + g * memory
 
 
