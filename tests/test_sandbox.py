@@ -193,3 +193,32 @@ def test_a_class_with_attackers_is_graded_in_full(tmp_path):
         pytest.skip("cannot create a mount here (needs root or CAP_SYS_ADMIN): read-only on a folder "
                     "with a mount of its own is untested")
     assert listing.read_text() == "", "a submission wrote into a folder on its own mount"
+
+
+def test_what_a_killed_grader_leaves_is_removed_by_the_next():
+    """A grader killed outright cannot remove its worker's scratch folder or cgroup; the next
+    grader removes those of graders that have gone, and nothing of one still running."""
+    looping = with_answers(**dict(ALL_RIGHT, tanh="while True:\n    pass"))
+    grader = subprocess.Popen([sys.executable, "-c", "import sys; from utils import grading; "
+                               "grading.grade_notebook(sys.stdin.buffer.read(), sys.argv[1])", LESSON],
+                              cwd=lessons.ROOT, stdin=subprocess.PIPE)
+    grader.stdin.write(looping)
+    grader.stdin.close()
+    deadline = time.monotonic() + DEADLINE
+    while not psutil.Process(grader.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = psutil.Process(grader.pid).children(recursive=True)
+    assert workers, "the grader never started a worker"
+    grader.kill()
+    grader.wait()
+    psutil.wait_procs(workers, timeout=DEADLINE)  # a worker ends once it sees its grader gone
+    left = list(pathlib.Path(tempfile.gettempdir()).glob(f"{grading.SCRATCH_PREFIX}{grader.pid}-*"))
+    assert left, "the killed grader's scratch folder is already gone: nothing to test"
+    ours = pathlib.Path(tempfile.mkdtemp(prefix=f"{grading.SCRATCH_PREFIX}{os.getpid()}-"))
+    try:
+        grading.remove_abandoned()
+        assert not [folder for folder in left if folder.exists()]
+        assert not grading.sandbox.process_limit_names(f"{grading.SCRATCH_PREFIX}{grader.pid}-")
+        assert ours.exists(), "removed the scratch folder of a grader that still runs"
+    finally:
+        shutil.rmtree(ours)

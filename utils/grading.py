@@ -38,6 +38,7 @@ WORKER = pathlib.Path(__file__).with_name("worker.py")
 SKIP_TAG = "skip-grading"
 POLL_SECONDS = 0.2
 CLOSE_SECONDS = 60.0  # for a killed worker's processes to be gone
+SCRATCH_PREFIX = "course-grading-"  # then the grader's PID: course-grading-1234-…
 COPY_SUFFIX = re.compile(r"(-Copy\d+| \(\d+\)|-checkpoint)+$")  # Jupyter's and browsers' copies
 
 
@@ -109,15 +110,34 @@ def _remote_error(error: dict) -> Exception:
     return type(name, (Exception,), {})(message)
 
 
+def remove_abandoned() -> None:
+    """Remove the scratch folders and cgroups of graders that were killed outright (a grader
+    removes its own when it closes a worker): those named after a process that has gone."""
+    def abandoned(name: str) -> bool:
+        pid = name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        return pid.isdigit() and not psutil.pid_exists(int(pid))
+
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        if abandoned(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+    for name in sandbox.process_limit_names(SCRATCH_PREFIX):
+        if abandoned(name):
+            sandbox.remove_process_limit(name)
+
+
 class Worker:
     """One worker (``utils/worker.py``: a relay and, behind it, the sandboxed process that runs
     the student's code), with its scratch folder and the limits it must keep."""
 
     unconfined = False  # set once this system has refused to build the sandbox
+    tidied = False  # set once this grader has removed what killed graders left behind
 
     def __init__(self, limits: Limits, hidden: list[pathlib.Path]):
+        if not Worker.tidied:
+            remove_abandoned()
+            Worker.tidied = True
         self.limits = limits
-        self.scratch = pathlib.Path(tempfile.mkdtemp(prefix="course-grading-"))
+        self.scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         (self.scratch / "work").mkdir()
         self.log = open(self.scratch / "output.log", "wb")
         env = {

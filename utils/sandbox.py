@@ -169,6 +169,17 @@ def remove_process_limit(name: str) -> None:
             pass
 
 
+def process_limit_names(prefix: str) -> list[str]:
+    """The cgroups :func:`limit_processes` made whose names start with ``prefix``."""
+    names = []
+    for base in CGROUP_PIDS:
+        try:
+            names += [name for name in os.listdir(base) if name.startswith(prefix)]
+        except OSError:
+            pass
+    return names
+
+
 def die_with_parent() -> None:
     """The kernel kills this process when the relay that forked it dies (Linux)."""
     if _libc is not None:
