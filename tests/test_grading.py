@@ -10,7 +10,7 @@ import pathlib
 import nbformat
 import pytest
 
-from utils import check, grade, grading, lessons, wire
+from utils import check, grade, grading, lessons, warm, wire
 
 LESSON = "01_neurons_and_activations"
 FAST = grading.Limits(cell_seconds=20, call_seconds=10, notebook_seconds=120, memory_mb=1500, output_mb=1)
@@ -213,6 +213,27 @@ def test_tampering_scores_no_more_than_the_untouched_lesson_and_changes_nothing(
         assert result.exercises[2].status == "failed", (label, result.exercises[2])
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
     assert not (lessons.ROOT / "pwned.txt").exists()
+
+
+def test_what_a_notebook_does_to_its_python_never_reaches_the_next():
+    """Workers are forks of one warm Python (utils/warm.py): a notebook that patches modules
+    and builtins changes only its own copy."""
+    poison = ("import builtins, numpy, tensorflow, keras, utils\n"
+              "numpy.exp = numpy.tanh = numpy.maximum = lambda *a, **k: 0\n"
+              "tensorflow.exp = tensorflow.tanh = tensorflow.maximum = lambda *a, **k: 0\n"
+              "tensorflow.math.exp = tensorflow.math.tanh = tensorflow.nn.relu = lambda *a, **k: 0\n"
+              "keras.activations.sigmoid = keras.ops.exp = lambda *a, **k: 0\n"
+              "builtins.abs = builtins.max = lambda *a, **k: 0\n"
+              "def relu(x):\n    return x")
+    assert grade_bytes(with_answers(relu=poison)).points == 0
+    assert grade_bytes(nbformat.writes(SOLVED).encode()).points == FULL
+
+
+def test_a_warm_python_that_died_is_started_again():
+    grade_bytes(with_answers())
+    warm._warm.process.kill()
+    warm._warm.process.wait()
+    assert grade_bytes(nbformat.writes(SOLVED).encode()).points == FULL
 
 
 # --- the command-line tools ------------------------------------------------------------------

@@ -5,8 +5,9 @@ Student code never judges itself. For each submission the engine
 2. rebuilds it from the official lesson, keeping only the student's answer cells (matched by
    exercise id in their metadata) and leaving out check cells and cells tagged
    ``skip-grading`` (training and plots no answer needs);
-3. runs those cells in a fresh worker (``utils/worker.py``), sandboxed where the system
-   allows (``utils/sandbox.py``), with limits on time, memory and printed output;
+3. runs those cells in a fresh worker (``utils/worker.py``, forked from a warm Python by
+   ``utils/warm.py``), sandboxed where the system allows (``utils/sandbox.py``), with limits
+   on time, memory and printed output;
 4. runs each exercise's check here, in the grader's process: the check draws its inputs now,
    the student's function is called in the worker through a :class:`Remote` stand-in, and
    the results come back as plain arrays (``utils/wire.py``: JSON, never pickles, every reply
@@ -24,17 +25,15 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import nbformat
 import psutil
 
-from utils import checks, lessons, sandbox
+from utils import checks, lessons, sandbox, warm
 from utils.wire import HEADER, MAX_MESSAGE, Handle, WorkerFailed, decode, encode, frame, parse_reply
 
-WORKER = pathlib.Path(__file__).with_name("worker.py")
 SKIP_TAG = "skip-grading"
 POLL_SECONDS = 0.2
 CLOSE_SECONDS = 60.0  # for a killed worker's processes to be gone
@@ -147,14 +146,18 @@ class Worker:
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "CUDA_VISIBLE_DEVICES": "",  # grade on the CPU: parallel workers must not share a GPU
         }
-        command = [sys.executable, str(WORKER), "--scratch", str(self.scratch / "work"),
-                   "--repo", str(lessons.ROOT), "--output-limit", str(int(limits.output_mb * 2**20))]
+        argv = ["--scratch", str(self.scratch / "work"), "--repo", str(lessons.ROOT),
+                "--output-limit", str(int(limits.output_mb * 2**20))]
         for path in hidden:
-            command += ["--hide", str(path)]
+            argv += ["--hide", str(path)]
         if Worker.unconfined:
-            command.append("--no-sandbox")
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self.log, env=env, start_new_session=True)
+            argv.append("--no-sandbox")
+        try:
+            self.process = warm.start(argv, self.log, env, lessons.ROOT, limits.startup_seconds)
+        except OSError as error:
+            self.log.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise WorkerFailed(f"could not start ({error})") from None
         try:
             greeting = self._receive(limits.startup_seconds, "starting Python", "greeting")
         except WorkerFailed:

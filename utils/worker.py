@@ -1,7 +1,8 @@
 """The grader's worker: runs one submission's cells in a sandbox and answers calls.
 
-The grader starts it as a script, ``python utils/worker.py --scratch DIR --hide PATH…``, and
-talks to it over the script's standard input and output with length-prefixed JSON messages
+The grader starts it as ``python utils/worker.py --scratch DIR --hide PATH…``, or, on Linux,
+has the warm Python (``worker.py --warm``, see ``utils/warm.py``) fork one that runs the same
+steps, and talks to it over its standard input and output with length-prefixed JSON messages
 (``utils.wire``). Student code runs only here; every verdict is reached in the grader.
 
 The script is two processes:
@@ -194,7 +195,7 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def main() -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scratch", required=True,
                         help="the writable folder where there is no sandbox; its parent's name names the cgroup")
@@ -202,8 +203,11 @@ def main() -> None:
     parser.add_argument("--hide", action="append", default=[])
     parser.add_argument("--output-limit", type=int, required=True, help="bytes of printed output")
     parser.add_argument("--no-sandbox", action="store_true", help="where the sandbox cannot be built")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def start(args: argparse.Namespace) -> None:
+    """Become the relay of a new worker: limits, namespaces, the child; never returns."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, writes fail instead of killing us
     resource.setrlimit(resource.RLIMIT_FSIZE, (args.output_limit, args.output_limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -225,6 +229,55 @@ def main() -> None:
         os._exit(0)
     theirs.close()
     relay(ours, pid)
+
+
+# ---------------------------------------------------------------------------------------
+# The warm Python: starts workers by forking (see utils/warm.py).
+
+
+def warm(repo: str) -> None:
+    """Import what every notebook imports, then fork a worker for each request that comes on
+    the Unix socket that is this process's standard input, until the grader closes it.
+
+    A request is the worker's arguments (JSON) with its standard input, output and error
+    attached; the reply is its PID. A second kind of request, ``{"wait": PID}``, reaps a
+    worker that has exited and replies with its wait status.
+    """
+    control = socket.socket(fileno=0)
+    sys.path[0] = repo  # instead of utils/ itself, where this script lives
+    import utils  # noqa: F401  (TensorFlow, Keras and the checks, imported quietly)
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 2**16, 3)
+        if not message:
+            return  # the grader has gone
+        request = json.loads(message)
+        if "wait" in request:
+            control.send(json.dumps({"status": os.waitpid(request["wait"], 0)[1]}).encode())
+            continue
+        pid = os.fork()
+        if pid == 0:  # one thread again, as a fork is: free to enter namespaces
+            try:
+                control.close()
+                for target, fd in enumerate(fds):
+                    os.dup2(fd, target)
+                    os.close(fd)
+                os.setsid()
+                start(parse(request["argv"]))
+            except BaseException:  # noqa: B036  (never back into this loop)
+                traceback.print_exc()
+                sys.stderr.flush()
+            os._exit(1)
+        for fd in fds:
+            os.close(fd)
+        control.send(json.dumps({"pid": pid}).encode())
+
+
+def main() -> None:
+    if sys.argv[1] == "--warm":
+        warm(sys.argv[2])
+    else:
+        start(parse(sys.argv[1:]))
 
 
 if __name__ == "__main__":
