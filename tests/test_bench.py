@@ -12,6 +12,8 @@ def test_quick_benchmark_writes_every_part(tmp_path, capsys):
         assert title in text
     assert "| 01_neurons_and_activations |" in text
     assert "| 01_neurons_and_activations (solution) | 1 |" in text
+    assert "| 01_neurons_and_activations (the slowest above) | 4 | 2 |" in text
+    assert "lost points" not in text
 
 
 def test_spread_gives_median_and_range():

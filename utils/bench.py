@@ -1,6 +1,6 @@
 """Measure the course's speed on this machine and write the table to BENCHMARKS.md:
 
-    python -m utils.bench                         # everything, 3 repetitions (about 30 minutes)
+    python -m utils.bench                         # everything, 3 repetitions (hours with nbgrader)
     python -m utils.bench --parts layers xl --repeats 5
     python -m utils.bench --quick --out /tmp/bench.md   # smallest sizes, a smoke test
 
@@ -11,14 +11,16 @@ Parts:
            Transformer's sliding window, in tokens per second
   grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs;
            and, when nbgrader is installed, `python -m utils.grade` against `nbgrader
-           autograde` on the same two submissions (the solution and the untouched lesson),
-           each timed as a whole command, with the ratio
+           autograde` on the same class of six (three copies of the solution, three of the
+           untouched lesson), each timed as a whole command, with the ratio; and a class of 200 copies of the
+           solution that took longest above, graded by `python -m utils.grade --jobs 2`
 --lessons 01 04 limits the runtime and grading parts to those lessons.
 Every figure is the median over the repetitions, with the spread (min–max) beside it. A part
 whose lesson does not exist yet is reported as "not available", never silently skipped.
 """
 import argparse
 import concurrent.futures
+import csv
 import datetime
 import importlib.util
 import inspect
@@ -48,7 +50,12 @@ TARGETS = {
     "xl speed-up": 50.0,  # at context 256, at least
     "grading": 30.0,  # seconds per submission, at most
     "nbgrader ratio": 3.0,  # nbgrader autograde seconds / utils.grade seconds, at least
+    "class": 10 * 60.0,  # seconds to grade a class of CLASS_SIZE submissions with 2 jobs, at most
 }
+CLASS_SIZE = 200
+# Both tools pay a fixed cost (starting Python; ours also imports TensorFlow twice) and a
+# cost per submission: six submissions are the smallest class where the second dominates.
+NBGRADER_CLASS = 6
 NOT_AVAILABLE = "not available"
 
 
@@ -241,6 +248,7 @@ def bench_xl(repeats: int, quick: bool) -> list[str]:
 
 def bench_grading(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[str]:
     rows = ["| submission | parallel jobs | seconds per submission | target ≤ 30 s |", "|---|---|---|---|"]
+    slowest = {}
     for path in paths:
         data = path.read_bytes()
         for jobs in (1,) if quick else (1, 2):
@@ -258,7 +266,32 @@ def bench_grading(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[
             warning = f"; **the solution lost points in {len(short)} gradings**" if short else ""
             rows.append(f"| {path.stem} (solution) | {jobs} | {spread(samples, 1)} | "
                         f"{verdict(statistics.median(samples) <= TARGETS['grading'])}{warning} |")
+            slowest[path] = max(slowest.get(path, 0.0), statistics.median(samples))
+    rows += ["", *bench_class(max(slowest, key=slowest.get), 4 if quick else CLASS_SIZE)]
     return rows + ["", *bench_against_nbgrader(repeats, quick, paths)]
+
+
+def bench_class(path: pathlib.Path, size: int) -> list[str]:
+    """Whole-command seconds of ``python -m utils.grade --jobs 2`` on a class of ``size``
+    copies of one solution, once (a class is long enough to average itself)."""
+    target = TARGETS["class"] * size / CLASS_SIZE
+    rows = [f"| class | submissions | parallel jobs | seconds in all | target ≤ {target:.0f} s |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
+        submissions, out = pathlib.Path(folder) / "submissions", pathlib.Path(folder) / "grades"
+        for student in range(size):
+            (submissions / f"s{student:03d}").mkdir(parents=True)
+            shutil.copy(path, submissions / f"s{student:03d}" / path.name)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "utils.grade", str(submissions), "--out", str(out), "--jobs", "2"],
+                       cwd=lessons.ROOT, capture_output=True, check=True)
+        seconds = time.perf_counter() - start
+        with open(out / "gradebook.csv", encoding="utf-8") as file:
+            totals = [row["total"] for row in csv.DictReader(file)]
+    full = sum(e.points for e in lessons.exercises(nbformat.read(path, as_version=4)))
+    short = sum(float(total) != full for total in totals)
+    warning = f"; **{short} of {len(totals)} copies lost points**" if short or len(totals) != size else ""
+    return rows + [f"| {path.stem} (the slowest above) | {size} | 2 | {seconds:.0f} | "
+                   f"{verdict(seconds <= target)}{warning} |"]
 
 
 NBGRADER_CONFIG = """c = get_config()
@@ -297,8 +330,10 @@ def run_nbgrader(root: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
 
 def bench_against_nbgrader(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[str]:
     """Whole-command seconds of ``python -m utils.grade`` and ``nbgrader autograde`` on the same
-    two submissions of a lesson, timed in turn within each repetition (one ratio each)."""
-    rows = ["| lesson (solution + untouched lesson) | utils.grade s | nbgrader autograde s | "
+    class of NBGRADER_CLASS submissions of a lesson, timed in turn within each repetition (one
+    ratio each)."""
+    half = NBGRADER_CLASS // 2
+    rows = [f"| lesson ({half} solutions + {half} untouched lessons) | utils.grade s | nbgrader autograde s | "
             "ratio (nbgrader / utils.grade) | target ≥ 3× |", "|---|---|---|---|---|"]
     if importlib.util.find_spec("nbgrader") is None:
         return rows + [f"| nbgrader is not installed | {NOT_AVAILABLE} | {NOT_AVAILABLE} | {NOT_AVAILABLE} | |"]
@@ -308,7 +343,9 @@ def bench_against_nbgrader(repeats: int, quick: bool, paths: list[pathlib.Path])
         with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
             root = pathlib.Path(folder)
             blank = lessons.lesson_path(path).read_bytes()
-            assignment = nbgrader_course(root, path.stem, {"solution": path.read_bytes(), "blank": blank})
+            solution = path.read_bytes()
+            assignment = nbgrader_course(root, path.stem, {**{f"solution{i}": solution for i in range(half)},
+                                                           **{f"blank{i}": blank for i in range(half)}})
             run_nbgrader(root, "generate_assignment", assignment, "--force")
             ours, theirs = [], []
             for repeat in range(repeats):

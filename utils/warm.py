@@ -51,7 +51,10 @@ class Relay:
 
     def kill(self) -> None:
         if self.returncode is None:
-            signal.pidfd_send_signal(self._ended, signal.SIGKILL)
+            try:
+                signal.pidfd_send_signal(self._ended, signal.SIGKILL)
+            except ProcessLookupError:  # it has just exited
+                pass
 
     def _reap(self) -> None:
         try:
