@@ -118,11 +118,13 @@ def block(mistake=None):
             self.ff_output = keras.layers.Dense(d_model)
             self.ff_norm = keras.layers.LayerNormalization()
 
-        def call(self, x):
-            causal = mistake != "causal mask dropped"
-            attended = self.attention(x, x, use_causal_mask=causal)
+        def call(self, x, attention_mask=None, use_causal_mask=True):
+            causal = {"causal mask dropped": False, "always causal": True}.get(mistake, use_causal_mask)
+            mask = None if mistake == "attention_mask not passed on" else attention_mask
+            attended = self.attention(x, x, attention_mask=mask, use_causal_mask=causal)
             if mistake == "pre-norm":
-                x = x + self.attention(self.attention_norm(x), self.attention_norm(x), use_causal_mask=causal)
+                normed = self.attention_norm(x)
+                x = x + self.attention(normed, normed, attention_mask=mask, use_causal_mask=causal)
                 return x + self.ff_output(self.ff_hidden(self.ff_norm(x)))
             x = self.attention_norm(attended if mistake == "no residual" else x + attended)
             fed = self.ff_output(self.ff_hidden(x))
@@ -176,6 +178,8 @@ MUTANTS = {
         "causal mask dropped": block("causal mask dropped"),
         "feed-forward residual missing": block("no feed-forward residual"),
         "second LayerNorm left out": block("no second norm"),
+        "attention_mask not passed on": block("attention_mask not passed on"),
+        "always causal (use_causal_mask ignored)": block("always causal"),
     },
 }
 
@@ -215,3 +219,5 @@ def test_messages_name_the_likely_cause():
     assert "residual connection is missing" in message("08-transformer_block", "residual connections missing")
     assert "pre-norm" in message("08-transformer_block", "norm before each sub-layer (pre-norm)")
     assert "use_causal_mask=True" in message("08-transformer_block", "causal mask dropped")
+    assert "attention_mask is not passed on" in message("08-transformer_block", "attention_mask not passed on")
+    assert "use_causal_mask=False" in message("08-transformer_block", "always causal (use_causal_mask ignored)")

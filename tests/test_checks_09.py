@@ -1,4 +1,5 @@
 """Lesson 09's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
+import keras
 import pytest
 import tensorflow as tf
 
@@ -49,6 +50,57 @@ def concat(memory, hidden):
     return tf.concat([memory, hidden], axis=1)
 
 
+def ascending_table(klen, d_model):
+    return sinusoids(tf.range(klen), d_model)
+
+
+class Attention(keras.layers.Layer):
+    """RelativeAttention as the lesson gives it (same weights, same order), assembled with
+    deliberate mistakes; the keyword arguments pick which."""
+
+    def __init__(self, d_model, heads, swap_uv=False, drop=(), table=None, mask="memory", keys="context", **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.heads, self.d_head = d_model, heads, d_model // heads
+        self.swap_uv, self.drop, self.mask, self.keys = swap_uv, drop, mask, keys
+        self.table = table or (lambda klen, d: sinusoids(descending(klen), d))
+        per_head = (None, heads, self.d_head)
+        self.query = keras.layers.EinsumDense("btd,dhk->bthk", per_head)
+        self.key = keras.layers.EinsumDense("btd,dhk->bthk", per_head)
+        self.value = keras.layers.EinsumDense("btd,dhk->bthk", per_head)
+        self.position = keras.layers.EinsumDense("td,dhk->thk", (heads, self.d_head))
+        self.output_projection = keras.layers.EinsumDense("bthk,hkd->btd", (None, d_model))
+
+    def build(self, input_shape):
+        for projection in (self.query, self.key, self.value):
+            projection.build((None, None, self.d_model))
+        self.position.build((None, self.d_model))
+        self.output_projection.build((None, None, self.heads, self.d_head))
+        self.u = self.add_weight(shape=(self.heads, self.d_head), initializer="zeros", name="u")
+        self.v = self.add_weight(shape=(self.heads, self.d_head), initializer="zeros", name="v")
+
+    def call(self, h, memory):
+        context = concat(memory, h) if self.keys == "context" else h
+        qlen, klen = h.shape[1], context.shape[1]
+        q, k, values = self.query(h), self.key(context), self.value(context)
+        r = self.position(self.table(klen, self.d_model))
+        u, v = (self.v, self.u) if self.swap_uv else (self.u, self.v)
+        logits = tf.einsum("bihd,bjhd->bhij", q + u, k)
+        position = gather_shift(tf.einsum("bihd,jhd->bhij", q if "d" in self.drop else q + v, r))
+        if "b" in self.drop:
+            position = gather_shift(tf.einsum("hd,jhd->hj", v, r)[None, :, None, :] + 0 * logits)
+        logits = (logits + position) / tf.sqrt(float(self.d_head))
+        offset = {"memory": klen - qlen, "segment": 0}.get(self.mask)
+        if offset is not None:
+            visible = tf.range(klen)[None, :] <= offset + tf.range(qlen)[:, None]
+            logits = tf.where(visible, logits, -1e9)
+        weights = tf.nn.softmax(logits, axis=-1)
+        return self.output_projection(tf.einsum("bhij,bjhd->bihd", weights, values))
+
+
+def attention_with(**mistake):
+    return lambda d_model, heads: Attention(d_model, heads, **mistake)
+
+
 MUTANTS = {
     "09-relative_positional_encoding": {
         "ascending distances": lambda klen, d: sinusoids(tf.range(klen), d),
@@ -73,6 +125,15 @@ MUTANTS = {
         "rel_shift off by one": logits_with(lambda x: gather_shift(x, offset=1)),
         "positions ascending": logits_with(lambda x: gather_shift(x, ascending=True)),
     },
+    "09-relative_attention": {
+        "u and v swapped": attention_with(swap_uv=True),
+        "term (b) missing": attention_with(drop=("b",)),
+        "term (d) missing": attention_with(drop=("d",)),
+        "distances ascending (shift the wrong way)": attention_with(table=ascending_table),
+        "mask ignores the memory offset": attention_with(mask="segment"),
+        "no causal mask": attention_with(mask=None),
+        "keys and values from the segment only": attention_with(keys="segment"),
+    },
     "09-update_memory": {
         "no stop-gradient": lambda m, h, n: concat(m, h)[:, tf.maximum(m.shape[1] + h.shape[1] - n, 0):],
         "first mem_len steps": lambda m, h, n: tf.stop_gradient(concat(m, h)[:, :n]),
@@ -91,6 +152,11 @@ MUTANTS = {
     ("09-rel_attention_logits", "u and v swapped", "swapped"),
     ("09-rel_attention_logits", "not scaled by √d_head", "√d_head"),
     ("09-rel_attention_logits", "no rel_shift", "not shifted"),
+    ("09-relative_attention", "u and v swapped", "swapped"),
+    ("09-relative_attention", "term (b) missing", "term (b)"),
+    ("09-relative_attention", "term (d) missing", "term (d)"),
+    ("09-relative_attention", "distances ascending (shift the wrong way)", "wrong way"),
+    ("09-relative_attention", "mask ignores the memory offset", "ignores the memory"),
     ("09-update_memory", "no stop-gradient", "tf.stop_gradient"),
     ("09-update_memory", "first mem_len steps", "LAST"),
     ("09-update_memory", "x[:, -mem_len:] keeps everything at mem_len 0", "x[:, -0:]"),

@@ -9,7 +9,8 @@ Parts:
   layers   hand-built layers of lessons 04 and 08 against Keras's, as throughput ratios
   xl       lesson 09's Transformer-XL evaluation with cached memory against a vanilla
            Transformer's sliding window, in tokens per second
-  grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs;
+  grading  seconds to grade a solution notebook as a submission, with 1 and 2 parallel jobs,
+           once the warm Python that starts workers is up (utils/warm.py);
            and, when nbgrader is installed, `python -m utils.grade` against `nbgrader
            autograde` on the same class of six (three copies of the solution, three of the
            untouched lesson), each timed as a whole command, with the ratio; and a class of 200 copies of the
@@ -251,6 +252,7 @@ def bench_grading(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[
     slowest = {}
     for path in paths:
         data = path.read_bytes()
+        grading.grade_notebook(data, path.stem)  # untimed: a class's run starts the warm Python once
         for jobs in (1,) if quick else (1, 2):
             samples, short = [], []
             for _ in range(repeats):

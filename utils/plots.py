@@ -353,3 +353,78 @@ def accuracy_vs_distance(distances: np.ndarray, accuracy: dict[str, np.ndarray],
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     plt.show()
+
+
+def attention_heatmap(weights: np.ndarray, inputs: list[str], outputs: list[str], title: str = ""):
+    """One heatmap of attention weights ``[output steps, input steps]``, sized to its rows and
+    columns so that every token keeps a readable label however long the output (a list of
+    dates has 30 and more). Row t shows where the decoder looked while writing output token t;
+    spaces are drawn as "␣"."""
+    fig, ax = plt.subplots(dpi=FIGURE_DPI, figsize=(0.2 * len(inputs) + 2.2, 0.16 * len(outputs) + 1.3))
+    image = ax.imshow(np.asarray(weights), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(len(inputs)), ["␣" if c == " " else c for c in inputs], fontsize=8)
+    ax.set_yticks(range(len(outputs)), ["␣" if c == " " else c for c in outputs], fontsize=8)
+    ax.set(xlabel="input character", ylabel="output")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, pad=0.01, label="weight")
+    fig.tight_layout()
+    plt.show()
+
+
+def shared_scale_heatmaps(panels: dict[str, np.ndarray], boundary: float | None = None,
+                          boundary_label: str = "", xlabel: str = "key j", ylabel: str = "query i",
+                          title: str = ""):
+    """Side-by-side heatmaps on ONE colour scale (one colour bar), so that panels of very
+    different size look different: a term of ±0.1 stays pale next to one of ±100. NaN cells
+    are left blank; ``boundary`` draws a vertical line between two columns (e.g. where a
+    Transformer-XL memory ends and the segment begins), labelled ``boundary_label``."""
+    limit = max(np.nanmax(np.abs(np.asarray(values, dtype=float))) for values in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 0.8, 3.2), dpi=FIGURE_DPI)
+    for ax, (name, values) in zip(np.atleast_1d(axes), panels.items()):
+        image = ax.imshow(np.asarray(values, dtype=float), cmap="RdBu_r", interpolation="nearest",
+                          vmin=-limit, vmax=limit, aspect="auto")
+        if boundary is not None:
+            ax.axvline(boundary, color="black", lw=1.5, ls="--")
+        ax.set(title=name, xlabel=xlabel)
+    np.atleast_1d(axes)[0].set_ylabel(ylabel)
+    if boundary is not None and boundary_label:
+        np.atleast_1d(axes)[0].text(boundary, -0.9, boundary_label, ha="center", fontsize=8)
+    fig.colorbar(image, ax=list(np.atleast_1d(axes)), shrink=0.8, label="shared scale")
+    fig.suptitle(title)
+    plt.show()
+
+
+def loss_with_levels(histories: dict[str, list[float]], levels: dict[str, float], xlabel: str = "training step",
+                     ylabel: str = "loss", title: str = ""):
+    """Training loss against step for several models, with a dashed horizontal line per entry
+    of ``levels`` (e.g. guessing, and the lowest loss any model can reach on the data)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=FIGURE_DPI)
+    for name, values in histories.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    for (name, level), style in zip(levels.items(), ["--", ":", "-."]):
+        ax.axhline(level, color="gray", ls=style, label=f"{name} ({level:.2f})")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, None))
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    plt.show()
+
+
+def accuracy_bars_over_seeds(conditions: list[str], accuracy: dict[str, np.ndarray], chance: float,
+                             title: str = ""):
+    """Grouped bars: one group per condition, one bar per model, each the mean over seeds
+    with a line from the worst seed to the best. ``accuracy[name]`` is ``[seeds, len(conditions)]``."""
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=FIGURE_DPI)
+    width = 0.8 / len(accuracy)
+    for n, (name, values) in enumerate(accuracy.items()):
+        values = np.atleast_2d(values)
+        x = np.arange(len(conditions)) + (n - (len(accuracy) - 1) / 2) * width
+        mean = values.mean(axis=0)
+        ax.bar(x, mean, width, label=f"{name}")
+        ax.errorbar(x, mean, yerr=[mean - values.min(axis=0), values.max(axis=0) - mean], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
+    ax.set_xticks(np.arange(len(conditions)), conditions)
+    ax.set(ylabel="accuracy", ylim=(0, 1.05), title=title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    plt.show()

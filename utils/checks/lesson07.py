@@ -1,10 +1,13 @@
 """Checks for lesson 07, attention.
 
 The masked softmax is compared with ``keras.layers.Softmax`` called with a mask; dot-product
-(Luong) attention with ``keras.layers.Attention``; the additive (Bahdanau) attention layer
-with ``keras.layers.AdditiveAttention`` applied to the learner's projections of the query
-and the keys, using the weights the check sets. All on random shapes (batch 1, a single
-query or key included) with padding masks that hide the end of some rows.
+(Luong) attention with ``keras.layers.Attention``; the general (bilinear, Luong) attention
+layer with a brute-force loop over every (query, key) pair of ``s_tᵀ W h_j``, using the W the
+check sets (tests/test_checks_07.py shows that loop agrees with ``keras.layers.Attention`` on
+the W-projected queries); the additive (Bahdanau) attention layer with
+``keras.layers.AdditiveAttention`` applied to the learner's projections of the query and the
+keys, using the weights the check sets. All on random shapes (batch 1, a single query or key
+included) with padding masks that hide the end of some rows.
 
 Conventions, so that the grader can call answers in another process: every argument and
 result is a tensor, a NumPy array, a list, a tuple or a number. The layer class is only
@@ -90,7 +93,7 @@ def _keras_dot(query, value, mask):
 
 
 def _check_attention_outputs(context, weights, reference_context, reference_weights, scores, mask, what,
-                             reference, extra_causes):
+                             reference, extra_causes, context_causes=None):
     """Compare weights first (their mistakes have names), then the context vectors."""
     weights = to_numpy(weights, what + " weights")
     causes = {**_softmax_mistakes(scores, mask), **extra_causes}
@@ -98,7 +101,7 @@ def _check_attention_outputs(context, weights, reference_context, reference_weig
                  likely_causes=causes)
     context = to_numpy(context, what + " context")
     expect_close(context, reference_context, what + ": the context vectors (weights @ value)", **TOLERANCE,
-                 reference=reference)
+                 reference=reference, likely_causes=context_causes)
 
 
 @register("07-luong_attention")
@@ -118,6 +121,79 @@ def check_luong_attention(luong_attention, rng: np.random.Generator) -> str:
                 "the scores are divided by √d: Luong's dot score (and keras.layers.Attention's default) "
                 "is the plain dot product q·k.": scaled})
     return "matches keras.layers.Attention (weights and context) with padding masks, 1 to 8 keys."
+
+
+def general_reference(query: np.ndarray, value: np.ndarray, w: np.ndarray, mask: np.ndarray):
+    """Luong's general attention by brute force: ``(context, weights, scores)``.
+
+    Every score is one bilinear form ``e_tj = s_tᵀ W h_j``, computed pair by pair; each
+    query's weights are a softmax over its real keys only (padding gets exactly 0), and its
+    context the weighted sum of the values."""
+    batch, queries, keys = query.shape[0], query.shape[1], value.shape[1]
+    scores = np.zeros((batch, queries, keys))
+    weights = np.zeros((batch, queries, keys))
+    context = np.zeros((batch, queries, value.shape[2]))
+    for b in range(batch):
+        for t in range(queries):
+            for j in range(keys):
+                scores[b, t, j] = query[b, t].astype(np.float64) @ w @ value[b, j]
+            real = mask[b]
+            e = np.exp(scores[b, t, real] - scores[b, t, real].max())
+            weights[b, t, real] = e / e.sum()
+            context[b, t] = weights[b, t] @ value[b]
+    return context, weights, scores
+
+
+@register("07-GeneralAttention")
+def check_general_attention(GeneralAttention, rng: np.random.Generator) -> str:
+    square_first = sorted(_shapes(rng), key=lambda shape: shape[3] != shape[4])  # so mistakes get their names
+    for batch, queries, keys, query_dim, value_dim in square_first:
+        query, value = _normal(rng, batch, queries, query_dim), _normal(rng, batch, keys, value_dim)
+        mask = _mask(rng, batch, keys)
+        what = f"GeneralAttention()(query {query.shape}, value {value.shape}, mask={mask.shape})"
+        layer = call(GeneralAttention, what="GeneralAttention()")
+        call(layer, tf.constant(query), tf.constant(value), tf.constant(mask), what=what)  # builds it
+        weights_now = call(layer.get_weights, what=f"{what}.get_weights()")
+        shapes = [tuple(np.shape(w)) for w in weights_now] if isinstance(weights_now, (list, tuple)) else None
+        if shapes != [(query_dim, value_dim)]:
+            hint = ""
+            if shapes == [(value_dim, query_dim)]:
+                hint = (" Yours is W transposed: in s_tᵀ W h_j the query multiplies W from the left, so W has "
+                        "a row per query feature and a column per value feature.")
+            raise CheckFailed(
+                f"after one call, the layer's get_weights() gives shapes {shapes}; expected one weight, W of shape "
+                f"[query_dim, value_dim] = {(query_dim, value_dim)}, created in build.{hint}")
+        w = _normal(rng, query_dim, value_dim, scale=1 / np.sqrt(query_dim))
+        call(layer.set_weights, [w], what=f"{what}.set_weights([W])")
+        result = call(layer, tf.constant(query), tf.constant(value), tf.constant(mask), what=what)
+        context, weights = _pair(result, what, "context, weights")
+        reference_context, reference_weights, scores = general_reference(query, value, w, mask)
+
+        def masked(e):
+            return softmax(np.where(mask[:, None, :], e, -1e9), -1)
+
+        causes = {
+            "the scores are divided by √d: Luong's general score s_tᵀ W h_j is not scaled.": masked(scores / np.sqrt(
+                value_dim)),
+            "the scores are divided by √d (of the query): Luong's general score s_tᵀ W h_j is not scaled.":
+                masked(scores / np.sqrt(query_dim)),
+        }
+        if query_dim == value_dim:
+            causes["W is applied the wrong way round: you computed s_tᵀ Wᵀ h_j; the score is s_tᵀ W h_j, the "
+                   "query times W first, then a dot product with each value."] = masked(
+                np.einsum("bqd,ed,bke->bqk", query, w, value))
+            causes["W is not used: that is the plain dot score s_t · h_j; the general score puts W between the "
+                   "query and the values."] = masked(np.einsum("bqd,bkd->bqk", query, value))
+        context_causes = {
+            "the context mixes the values multiplied by W; it must mix the values h_j themselves: "
+            "context = weights @ value.": reference_weights @ (value @ w.T) if query_dim == value_dim else None,
+        }
+        _check_attention_outputs(
+            context, weights, reference_context, reference_weights, scores, mask, what,
+            "a loop over every pair (t, j) of s_tᵀ W h_j", extra_causes=causes,
+            context_causes={k: v for k, v in context_causes.items() if v is not None})
+    return ("matches a brute-force loop of s_tᵀ W h_j over every query and key, with padding masks, for query and "
+            "value sizes that differ.")
 
 
 @register("07-BahdanauAttention")

@@ -4,7 +4,9 @@ Scaled dot-product attention and the causal mask are compared with brute-force N
 definitions on random shapes (batch 1, time 1, extra head axes, broadcast masks); the
 positional encoding with the formula of Vaswani et al. (2017); and the hand-written
 multi-head attention layer with ``keras.layers.MultiHeadAttention`` carrying the same
-(random, non-zero) weights, copied with ``set_weights``.
+(random, non-zero) weights, copied with ``set_weights``; the Transformer block with a post-norm
+block of Keras layers carrying the same weights, called causally (the language model) and with
+a padding mask (the encoder).
 """
 import keras
 import numpy as np
@@ -286,7 +288,7 @@ def _mha_mistakes(query, value, key, weights, heads, key_dim, kwargs) -> dict:
     return {cause: out.astype(np.float32) for cause, out in causes.items()}
 
 
-def _block_reference(x, weights, *, residual=True, norm="post", causal=True):
+def _block_reference(x, weights, *, residual=True, norm="post", causal=True, mask=None):
     """A post-norm Transformer block (ReLU feed-forward) from Keras layers carrying ``weights``
     (the order of TransformerBlock.get_weights()), with switches for the usual mistakes."""
     d_model = x.shape[-1]
@@ -311,9 +313,28 @@ def _block_reference(x, weights, *, residual=True, norm="post", causal=True):
             return h + f(layer_norm(h))
         return layer_norm(h + f(h)) if residual else layer_norm(f(h))
 
-    h = sublayer(x, lambda a: attention(a, a, use_causal_mask=causal), norms[0])
+    h = sublayer(x, lambda a: attention(a, a, attention_mask=mask, use_causal_mask=causal), norms[0])
     h = sublayer(h, lambda a: output(hidden(a)), norms[1])
     return np.asarray(h, np.float64)
+
+
+def _padding_mask(rng, batch: int, time: int) -> np.ndarray:
+    """A [batch, time, time] padding mask: each sequence's first 1…time tokens are real, the
+    rest padding (True = the key is real), the same row for every query."""
+    lengths = rng.integers(1, time + 1, size=batch)
+    lengths[0] = max(1, time - 1) if time > 1 else 1  # at least one sequence with padding when time > 1
+    real = np.arange(time)[None, :] < lengths[:, None]
+    return np.broadcast_to(real[:, None, :], (batch, time, time)).copy()
+
+
+# The ways a case calls the block: (name, keyword arguments or None for block(x) alone).
+def _block_calls(mask):
+    return [
+        ("block(x): causal by default", None),
+        ("block(x, attention_mask=padding, use_causal_mask=False): an encoder block",
+         {"attention_mask": mask, "use_causal_mask": False}),
+        ("block(x, attention_mask=padding): padding and causal masks together", {"attention_mask": mask}),
+    ]
 
 
 @register("08-transformer_block")
@@ -321,10 +342,9 @@ def check_transformer_block(block_class, rng: np.random.Generator) -> str:
     cases = [(2, 5, 8, 2, 16), (1, 1, 4, 1, 8), (3, 7, 12, 3, 24), (int(rng.integers(1, 4)), int(rng.integers(2, 9)), 8, 4, 8)]
     for batch, time, d_model, heads, ff_units in cases:
         made = f"TransformerBlock({d_model}, {heads}, {ff_units})"
-        what = f"{made}(x) for x of shape {[batch, time, d_model]}"
         x = rng.normal(size=(batch, time, d_model)).astype(np.float32)
         block = call(lambda: block_class(d_model, heads, ff_units), what=made)
-        call(lambda: block(x), what=f"the first call of {what}")  # builds the weights
+        call(lambda: block(x), what=f"the first call of {made}(x) for x of shape {[batch, time, d_model]}")
         shapes = [tuple(w.shape) for w in call(lambda: block.get_weights(), what=f"{made}.get_weights()")]
         weights = [(rng.normal(size=s) / np.sqrt(s[0] if len(s) > 1 else 4)).astype(np.float32) for s in shapes]
         if len(weights) != 16:
@@ -334,20 +354,35 @@ def check_transformer_block(block_class, rng: np.random.Generator) -> str:
         for gamma in (8, 14):
             weights[gamma] = (1.0 + 0.3 * rng.normal(size=shapes[gamma])).astype(np.float32)
         call(lambda: block.set_weights(weights), what=f"{made}.set_weights(...)")
-        got = to_numpy(call(lambda: block(x), what=what), what)
-        expected = _block_reference(x, weights)
-        if got.shape != expected.shape:
-            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape} ([batch, time, d_model]).")
-        expect_close(got.astype(np.float64), expected, what, rtol=1e-3, atol=1e-4,
-                     reference="a post-norm block of Keras layers with the same weights",
-                     likely_causes={
-                         "a residual connection is missing: each sub-layer's result is added to its input, "
-                         "LayerNorm(x + sublayer(x)).": _block_reference(x, weights, residual=False),
-                         "the LayerNorm is applied before each sub-layer (pre-norm, x + sublayer(LayerNorm(x))); "
-                         "this block normalises after the addition, as in the original paper.":
-                             _block_reference(x, weights, norm="pre"),
-                         "the attention is not causal: pass use_causal_mask=True, so no position reads the "
-                         "tokens after it.": _block_reference(x, weights, causal=False),
-                     })
+        mask = _padding_mask(rng, batch, time)
+        for name, kwargs in _block_calls(mask):
+            what = f"{made}, {name}, x of shape {[batch, time, d_model]}"
+            got = to_numpy(call(lambda: block(x) if kwargs is None else block(x, **kwargs), what=what), what)
+            causal = True if kwargs is None else kwargs.get("use_causal_mask", True)
+            given_mask = None if kwargs is None else kwargs["attention_mask"]
+            expected = _block_reference(x, weights, causal=causal, mask=given_mask)
+            if got.shape != expected.shape:
+                raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape} ([batch, time, d_model]).")
+            causes = {
+                "a residual connection is missing: each sub-layer's result is added to its input, "
+                "LayerNorm(x + sublayer(x)).": _block_reference(x, weights, residual=False, causal=causal, mask=given_mask),
+                "the LayerNorm is applied before each sub-layer (pre-norm, x + sublayer(LayerNorm(x))); "
+                "this block normalises after the addition, as in the original paper.":
+                    _block_reference(x, weights, norm="pre", causal=causal, mask=given_mask),
+            }
+            if causal:
+                causes["the attention is not causal: with use_causal_mask=True (the default) pass "
+                       "use_causal_mask=True on to your attention, so no position reads the tokens after it."] = \
+                    _block_reference(x, weights, causal=False, mask=given_mask)
+            else:
+                causes["the attention is causal although use_causal_mask=False: pass the argument on to your "
+                       "attention instead of always using True."] = _block_reference(x, weights, causal=True, mask=given_mask)
+            if given_mask is not None:
+                causes["the attention_mask is not passed on: call your attention with "
+                       "attention_mask=attention_mask, so no query attends to padding."] = \
+                    _block_reference(x, weights, causal=causal)
+            expect_close(got.astype(np.float64), expected, what, rtol=1e-3, atol=1e-4,
+                         reference="a post-norm block of Keras layers with the same weights", likely_causes=causes)
     return ("equals a post-norm block of keras.layers.MultiHeadAttention, LayerNormalization and Dense with "
-            "the same weights, for 4 sizes incl. batch 1 and time 1.")
+            "the same weights, causal by default, with a padding mask with and without the causal mask, for 4 "
+            "sizes incl. batch 1 and time 1.")

@@ -9,7 +9,7 @@ are compared for rel_shift and the logits, as the exercises promise.
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy, value_and_gradient
+from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy, value_and_gradient
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -201,3 +201,93 @@ def check_update_memory(answer, rng: np.random.Generator) -> str:
             "tf.stop_gradient, so training a segment never backpropagates into earlier segments."
         )
     return checked + "; gradients are stopped."
+
+
+def _attention_reference(h, memory, weights, swap_uv=False, terms="abcd", ascending=False, see_memory=True):
+    """Relative multi-head attention over [memory; segment], brute force in float64.
+
+    A double loop over queries i and keys j: the distance mlen + i − j, its sinusoid (sine
+    half, cosine half) projected by W_r, the logit ((q_i + u)·k_j + (q_i + v)·r) / √d_head,
+    a softmax over the keys query i may see (j ≤ mlen + i), then the values and the output
+    projection. The keyword arguments make known wrong variants, for the likely causes.
+    """
+    u, v, w_q, w_k, w_v, w_r, w_o = (np.asarray(w, np.float64) for w in weights)
+    if swap_uv:
+        u, v = v, u
+    batch, qlen, d_model = h.shape
+    mlen = memory.shape[1]
+    klen = mlen + qlen
+    heads, d_head = u.shape
+    context = np.concatenate([memory, h], axis=1).astype(np.float64)
+    q = np.einsum("bid,dhk->bihk", h.astype(np.float64), w_q)
+    k = np.einsum("bjd,dhk->bjhk", context, w_k)
+    values = np.einsum("bjd,dhk->bjhk", context, w_v)
+    inverse = 1.0 / 10000.0 ** (2 * np.arange(d_model // 2) / d_model)
+    logits = np.full((batch, heads, qlen, klen), -np.inf)
+    for i in range(qlen):
+        for j in range(klen):
+            if j > (mlen if see_memory else 0) + i:  # masked: a future key (or, wrongly, a memory key)
+                continue
+            distance = mlen + i - j
+            if ascending:  # the table read the other way round: row of distance d holds klen − 1 − d
+                distance = klen - 1 - distance
+            encoding = np.concatenate([np.sin(distance * inverse), np.cos(distance * inverse)])
+            r = np.einsum("d,dhk->hk", encoding, w_r)
+            logit = 0.0
+            if "a" in terms:
+                logit = logit + np.einsum("bhk,bhk->bh", q[:, i], k[:, j])
+            if "b" in terms:
+                logit = logit + np.einsum("bhk,hk->bh", q[:, i], r)
+            if "c" in terms:
+                logit = logit + np.einsum("hk,bhk->bh", u, k[:, j])
+            if "d" in terms:
+                logit = logit + np.einsum("hk,hk->h", v, r)[None]
+            logits[:, :, i, j] = logit / np.sqrt(d_head)
+    weights_ = softmax(logits, axis=-1)
+    mixed = np.einsum("bhij,bjhk->bihk", weights_, values)
+    return np.einsum("bihk,hkd->bid", mixed, w_o)
+
+
+@register("09-relative_attention")
+def check_relative_attention(layer_class, rng: np.random.Generator) -> str:
+    cases = [(2, 4, 6, 8, 2), (1, 1, 3, 8, 2), (1, 5, 0, 4, 1), (2, 3, 5, 12, 3),
+             (int(rng.integers(1, 3)), int(rng.integers(1, 7)), int(rng.integers(1, 9)), 8, 2)]
+    for batch, qlen, mlen, d_model, heads in cases:
+        made = f"RelativeAttention({d_model}, {heads})"
+        what = (f"{made}(h, memory) for h of shape {[batch, qlen, d_model]} and memory of shape "
+                f"{[batch, mlen, d_model]}")
+        h = rng.normal(size=(batch, qlen, d_model)).astype(np.float32)
+        memory = rng.normal(size=(batch, mlen, d_model)).astype(np.float32)
+        layer = call(lambda: layer_class(d_model, heads), what=made)
+        call(lambda: layer(h, memory), what=f"the first call of {what}")  # builds the weights
+        shapes = [tuple(w.shape) for w in call(lambda: layer.get_weights(), what=f"{made}.get_weights()")]
+        d_head = d_model // heads
+        expected_shapes = [(heads, d_head)] * 2 + [(d_model, heads, d_head)] * 4 + [(heads, d_head, d_model)]
+        if shapes != expected_shapes:
+            raise CheckFailed(
+                f"after its first call, {made} has weights of shapes {shapes}, expected {expected_shapes} "
+                "(u, v, then the query, key, value, position and output projections): use the layers that "
+                "__init__ and build create, and create no new ones in call.")
+        weights = [(rng.normal(size=s) / np.sqrt(s[0] if len(s) == 3 else 2)).astype(np.float32) for s in shapes]
+        call(lambda: layer.set_weights(weights), what=f"{made}.set_weights(...)")
+        got = to_numpy(call(lambda: layer(h, memory), what=what), what)
+        expected = _attention_reference(h, memory, weights)
+        if got.shape != expected.shape:
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape} ([batch, qlen, d_model]).")
+        variant = lambda **kwargs: _attention_reference(h, memory, weights, **kwargs)  # noqa: E731
+        expect_close(got.astype(np.float64), expected, what, rtol=1e-3, atol=1e-4,
+                     reference="brute-force relative attention over explicit distances",
+                     likely_causes={
+                         "u and v are swapped: u goes with the content keys, v with the positions.":
+                             variant(swap_uv=True),
+                         "term (b), q·r, is missing: the queries must meet the positions too.": variant(terms="acd"),
+                         "term (d), v·r, is missing.": variant(terms="abc"),
+                         "the position terms are missing: the logits need r = position(table of klen distances).":
+                             variant(terms="ac"),
+                         "the distances run the wrong way: the table's row 0 is distance klen − 1 (use "
+                         "relative_positional_encoding(klen, d_model), unreversed).": variant(ascending=True),
+                         "the mask ignores the memory: query i sees every memory position and the segment "
+                         "keys up to itself, j ≤ mlen + i.": variant(see_memory=False),
+                     })
+    return ("equals brute-force relative attention (explicit distances, O(L²) loops) with the same weights, "
+            "for 5 sizes incl. an empty memory and qlen = 1.")
