@@ -155,7 +155,7 @@ def tagging_task(n: int, labelled: bool, seed: int = 0) -> tuple[np.ndarray, np.
 
 
 # ---------------------------------------------------------------------------------------
-# Helpers for the experiments: restarting a compiled model, a linear probe, a plot.
+# Helpers for the experiments: restarting a compiled model, and a linear probe.
 
 
 def restart(model, weights: list[np.ndarray]) -> None:
@@ -184,25 +184,3 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, classes: int, steps: 
         weights -= learning_rate * (z.T @ grad + l2 * weights)
         bias -= learning_rate * grad.sum(0)
     return lambda x: (((x - mean) / std) @ weights + bias).argmax(1)
-
-
-def plot_label_curves(sizes: list[int], curves: dict[str, np.ndarray], chance: float, ylabel: str, title: str = ""):
-    """Score against the number of labelled examples, one line per model: the mean over
-    seeds with the min–max range shaded, and the chance level dashed."""
-    import matplotlib.pyplot as plt
-
-    from utils.plots import FIGURE_DPI
-
-    fig, ax = plt.subplots(figsize=(6.2, 3.6), dpi=FIGURE_DPI)
-    for name, values in curves.items():
-        values = np.asarray(values)  # [seeds, sizes]
-        ax.plot(sizes, values.mean(0), marker="o", label=name)
-        ax.fill_between(sizes, values.min(0), values.max(0), alpha=0.2)
-    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:.2g})")
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.minorticks_off()
-    ax.set(xlabel="labelled examples", ylabel=ylabel, ylim=(0, 1.05), title=title)
-    ax.legend()
-    fig.tight_layout()
-    plt.show()
