@@ -296,21 +296,30 @@ def loss_per_step(histories: dict[str, list[float]], baseline: float | None = No
 
 
 def accuracy_over_seeds(x: list, accuracy: dict[str, np.ndarray], chance: float, xlabel: str,
-                        title: str = "", baselines: dict[str, float] | None = None):
-    """Accuracy against a condition for several models, each trained on several seeds.
+                        title: str = "", baselines: dict[str, float] | None = None, ylabel: str = "accuracy",
+                        limits: dict[str, float] | None = None, log_x: bool = False):
+    """A score against a condition for several models, each trained on several seeds.
 
     ``accuracy[name]`` is ``[seeds, len(x)]``: the line is the mean over seeds and the shaded
     band runs from the worst seed to the best, so a single lucky run cannot pass for a trend.
+    ``baselines`` draws labelled horizontal levels, ``limits`` labelled vertical lines (how far
+    each memory can reach, say); ``log_x`` spaces sizes such as label counts evenly.
     """
     fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
     for name, values in accuracy.items():
-        values = np.asarray(values)
+        values = np.atleast_2d(values)
         line, = ax.plot(x, values.mean(axis=0), marker="o", label=f"{name} (mean of {len(values)} seeds)")
         ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
     ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
     for (name, level), style in zip((baselines or {}).items(), [":", "-."]):
         ax.axhline(level, color="black", ls=style, lw=1, label=f"{name} ({level:g})")
-    ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.03, 1.05), title=title)
+    for (name, where), color in zip((limits or {}).items(), ["black", "tab:purple", "tab:brown"]):
+        ax.axvline(where, color=color, ls=":", label=name)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(x, [str(value) for value in x])
+        ax.minorticks_off()
+    ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(-0.03, 1.05), title=title)
     ax.legend(fontsize="small")
     fig.tight_layout()
     plt.show()
@@ -333,28 +342,6 @@ def diagram(name: str):
     return SVG(filename=str(path))
 
 
-def accuracy_vs_distance(distances: np.ndarray, accuracy: dict[str, np.ndarray], chance: float,
-                         limits: dict[str, float] | None = None, title: str = ""):
-    """Accuracy against the distance to what must be recalled, one line per model.
-
-    ``accuracy[name]`` is ``[seeds, len(distances)]``: the line is the mean over seeds and the
-    shaded band their range. ``limits`` draws a dotted vertical line per entry (e.g. how far
-    each memory can reach), labelled with its name.
-    """
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=FIGURE_DPI)
-    for name, values in accuracy.items():
-        values = np.atleast_2d(values)
-        line, = ax.plot(distances, values.mean(axis=0), label=name)
-        ax.fill_between(distances, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:.3g})")
-    for (name, x), color in zip((limits or {}).items(), ["black", "tab:purple", "tab:brown"]):
-        ax.axvline(x, color=color, ls=":", label=name)
-    ax.set(xlabel="distance D (tokens back)", ylabel="accuracy", ylim=(0, 1.05), title=title)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    plt.show()
-
-
 def attention_heatmap(weights: np.ndarray, inputs: list[str], outputs: list[str], title: str = ""):
     """One heatmap of attention weights ``[output steps, input steps]``, sized to its rows and
     columns so that every token keeps a readable label however long the output (a list of
@@ -373,23 +360,29 @@ def attention_heatmap(weights: np.ndarray, inputs: list[str], outputs: list[str]
 
 def shared_scale_heatmaps(panels: dict[str, np.ndarray], boundary: float | None = None,
                           boundary_label: str = "", xlabel: str = "key j", ylabel: str = "query i",
-                          title: str = ""):
+                          title: str = "", annotate: bool = False):
     """Side-by-side heatmaps on ONE colour scale (one colour bar), so that panels of very
     different size look different: a term of ±0.1 stays pale next to one of ±100. NaN cells
-    are left blank; ``boundary`` draws a vertical line between two columns (e.g. where a
-    Transformer-XL memory ends and the segment begins), labelled ``boundary_label``."""
+    are left blank; ``boundary`` draws a dashed vertical line between two columns (e.g. where a
+    Transformer-XL memory ends and the segment begins), named in the x label by
+    ``boundary_label``; ``annotate`` writes small integer values into the cells."""
     limit = max(np.nanmax(np.abs(np.asarray(values, dtype=float))) for values in panels.values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 0.8, 3.2), dpi=FIGURE_DPI)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 0.8, 3.3), dpi=FIGURE_DPI,
+                             layout="constrained")
     for ax, (name, values) in zip(np.atleast_1d(axes), panels.items()):
-        image = ax.imshow(np.asarray(values, dtype=float), cmap="RdBu_r", interpolation="nearest",
-                          vmin=-limit, vmax=limit, aspect="auto")
+        values = np.asarray(values, dtype=float)
+        image = ax.imshow(values, cmap="RdBu_r", interpolation="nearest", vmin=-limit, vmax=limit, aspect="auto")
+        if annotate:
+            for (i, j), value in np.ndenumerate(values):
+                if not np.isnan(value):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
         if boundary is not None:
             ax.axvline(boundary, color="black", lw=1.5, ls="--")
-        ax.set(title=name, xlabel=xlabel)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set(title=name, xlabel=f"{xlabel}  (- - {boundary_label})" if boundary_label else xlabel)
     np.atleast_1d(axes)[0].set_ylabel(ylabel)
-    if boundary is not None and boundary_label:
-        np.atleast_1d(axes)[0].text(boundary, -0.9, boundary_label, ha="center", fontsize=8)
-    fig.colorbar(image, ax=list(np.atleast_1d(axes)), shrink=0.8, label="shared scale")
+    fig.colorbar(image, ax=list(np.atleast_1d(axes)), shrink=0.8, label="one scale for all panels")
     fig.suptitle(title)
     plt.show()
 
