@@ -236,6 +236,22 @@ def test_a_warm_python_that_died_is_started_again():
     assert grade_bytes(nbformat.writes(SOLVED).encode()).points == FULL
 
 
+@pytest.mark.parametrize("lesson", grading.lesson_names())
+def test_every_solution_runs_cleanly_and_gets_full_marks_in_the_grader(lesson):
+    """The cells the grader runs (training and plots tagged ``skip-grading`` left out) still
+    define everything the later ones use, and the solution loses no point."""
+    data = (lessons.SOLUTIONS / f"{lesson}.ipynb").read_bytes()
+    cells, _ = grading.rebuild(grading.official_lesson(lesson), grading.student_answers(grading.read_notebook(data)))
+    session = grading.Session(cells, grading.Limits(), grading.hidden_folders())
+    try:
+        session.run_cells()
+    finally:
+        session.close()
+    assert not session.errors, session.errors
+    result = grading.grade_notebook(data, lesson)
+    assert result.points == result.max_points, [e for e in result.exercises if e.points < e.max_points]
+
+
 # --- the command-line tools ------------------------------------------------------------------
 
 
