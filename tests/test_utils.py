@@ -1,4 +1,5 @@
 """The utils package: quiet import, seeding, device report and the check machinery."""
+import concurrent.futures
 import subprocess
 import sys
 
@@ -61,6 +62,31 @@ def test_expect_close_reports_shape_position_and_cause():
     with pytest.raises(checks.CheckFailed, match=r"1 of 3 entries; first at x = 5: you returned 1.*Likely cause: off"):
         checks.expect_close(np.array([0, 0, 1.0]), np.zeros(3), "f(x)", rtol=0, atol=1e-9,
                             inputs=np.array([3, 4, 5.0]), likely_causes={"off": np.array([0, 0, 1.0])})
+
+
+def test_a_cause_given_as_a_function_is_computed_only_for_a_wrong_answer():
+    calls = []
+
+    def costly():
+        calls.append(1)
+        return np.array([0, 0, 1.0])
+
+    checks.expect_close(np.zeros(3), np.zeros(3), "f(x)", rtol=0, atol=0, likely_causes={"off": costly})
+    assert calls == []
+    with pytest.raises(checks.CheckFailed, match="Likely cause: off"):
+        checks.expect_close(np.array([0, 0, 1.0]), np.zeros(3), "f(x)", rtol=0, atol=0, likely_causes={"off": costly})
+    assert calls == [1]
+
+
+def test_a_reference_layer_is_built_once_per_key_and_thread():
+    def make():
+        return object()
+
+    first = checks.built_once(make, "test", 1)
+    assert checks.built_once(make, "test", 1) is first
+    assert checks.built_once(make, "test", 2) is not first
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(checks.built_once, make, "test", 1).result() is not first
 
 
 def test_to_numpy_refuses_none_and_lists():

@@ -21,6 +21,7 @@ whose lesson does not exist yet is reported as "not available", never silently s
 """
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import datetime
 import importlib.util
@@ -39,6 +40,7 @@ import time
 import keras
 import nbformat
 import numpy as np
+import psutil
 import tensorflow as tf
 
 from utils import grading, lessons
@@ -52,6 +54,7 @@ TARGETS = {
     "grading": 30.0,  # seconds per submission, at most
     "nbgrader ratio": 3.0,  # nbgrader autograde seconds / utils.grade seconds, at least
     "class": 10 * 60.0,  # seconds to grade a class of CLASS_SIZE submissions with 2 jobs, at most
+    "grader memory": 2000.0,  # MB the grading process itself may hold at its peak, over a class
 }
 CLASS_SIZE = 200
 # Both tools pay a fixed cost (starting Python; ours also imports TensorFlow twice) and a
@@ -273,27 +276,47 @@ def bench_grading(repeats: int, quick: bool, paths: list[pathlib.Path]) -> list[
     return rows + ["", *bench_against_nbgrader(repeats, quick, paths)]
 
 
+def peak_memory_mb(process: subprocess.Popen, every: float = 0.5) -> float:
+    """The largest resident memory of ``process`` itself (not its children), sampled until it
+    ends: the grader's own growth over a class, which its workers' limits do not bound."""
+    peak = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        watched = psutil.Process(process.pid)
+        while process.poll() is None:
+            peak = max(peak, watched.memory_info().rss / 2**20)
+            time.sleep(every)
+    return peak
+
+
 def bench_class(path: pathlib.Path, size: int) -> list[str]:
     """Whole-command seconds of ``python -m utils.grade --jobs 2`` on a class of ``size``
-    copies of one solution, once (a class is long enough to average itself)."""
-    target = TARGETS["class"] * size / CLASS_SIZE
-    rows = [f"| class | submissions | parallel jobs | seconds in all | target ≤ {target:.0f} s |", "|---|---|---|---|---|"]
+    copies of one solution, once (a class is long enough to average itself), and the
+    grading process's peak memory."""
+    target, memory = TARGETS["class"] * size / CLASS_SIZE, TARGETS["grader memory"]
+    rows = [f"| class | submissions | parallel jobs | seconds in all | grader's peak memory, MB | "
+            f"target ≤ {target:.0f} s and ≤ {memory:.0f} MB |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
         submissions, out = pathlib.Path(folder) / "submissions", pathlib.Path(folder) / "grades"
         for student in range(size):
             (submissions / f"s{student:03d}").mkdir(parents=True)
             shutil.copy(path, submissions / f"s{student:03d}" / path.name)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "utils.grade", str(submissions), "--out", str(out), "--jobs", "2"],
-                       cwd=lessons.ROOT, capture_output=True, check=True)
+        with open(pathlib.Path(folder) / "errors.txt", "w+b") as errors, subprocess.Popen(
+                [sys.executable, "-m", "utils.grade", str(submissions), "--out", str(out), "--jobs", "2"],
+                cwd=lessons.ROOT, stdout=subprocess.DEVNULL, stderr=errors) as grader:
+            peak = peak_memory_mb(grader)
+            errors.seek(0)
+            if grader.wait():
+                raise RuntimeError(f"python -m utils.grade exited with {grader.returncode}:\n"
+                                   + errors.read()[-2000:].decode(errors="replace"))
         seconds = time.perf_counter() - start
         with open(out / "gradebook.csv", encoding="utf-8") as file:
             totals = [row["total"] for row in csv.DictReader(file)]
     full = sum(e.points for e in lessons.exercises(nbformat.read(path, as_version=4)))
     short = sum(float(total) != full for total in totals)
     warning = f"; **{short} of {len(totals)} copies lost points**" if short or len(totals) != size else ""
-    return rows + [f"| {path.stem} (the slowest above) | {size} | 2 | {seconds:.0f} | "
-                   f"{verdict(seconds <= target)}{warning} |"]
+    return rows + [f"| {path.stem} (the slowest above) | {size} | 2 | {seconds:.0f} | {peak:.0f} | "
+                   f"{verdict(seconds <= target and peak <= memory)}{warning} |"]
 
 
 NBGRADER_CONFIG = """c = get_config()

@@ -14,9 +14,11 @@ import contextlib
 import dataclasses
 import importlib
 import pkgutil
+import threading
 import time
 from typing import Any, Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -174,13 +176,14 @@ def expect_close(
     atol: float,
     inputs: np.ndarray | None = None,
     reference: str = "the reference",
-    likely_causes: dict[str, np.ndarray] | None = None,
+    likely_causes: dict[str, np.ndarray | Callable[[], np.ndarray]] | None = None,
 ) -> None:
     """Fail unless ``got`` has the expected shape and values within tolerance.
 
     ``inputs`` (same shape as the output) lets the message say at which x it went wrong;
     ``likely_causes`` maps a known mistake to the output that mistake would produce, so
-    when the answer matches one, the message names it.
+    when the answer matches one, the message names it. A costly output may be given as a
+    function: it is computed only when the answer is wrong.
     """
     expected = np.asarray(expected)
     if got.shape != expected.shape:
@@ -199,11 +202,45 @@ def expect_close(
         f"you returned {got[index]:.6g}, {reference} gives {expected[index]:.6g}."
     )
     for cause, output in (likely_causes or {}).items():
-        output = np.asarray(output)
+        output = np.asarray(output() if callable(output) else output)
         if output.shape == got.shape and np.allclose(got, output, rtol=rtol, atol=atol, equal_nan=True):
             message += f" Likely cause: {cause}"
             break
     raise CheckFailed(message)
+
+
+_BUILT = threading.local()
+
+
+def built_once(make: Callable[[], Any], *key) -> Any:
+    """What ``make()`` builds for ``key`` (a reference layer, an optimizer): built once per
+    thread, then reused.
+
+    Checks copy fresh weights or state into it each time. A new Keras object per check would
+    cost time, and each new Keras variable leaves entries in TensorFlow's kernel cache that
+    are never freed: a grader that built fresh references for every submission grew by
+    gigabytes over a class. One copy per thread, because the grader checks several notebooks
+    at once.
+    """
+    built = _BUILT.__dict__.setdefault("built", {})
+    if key not in built:
+        built[key] = make()
+    return built[key]
+
+
+def keras_dense(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, activation) -> np.ndarray:
+    """What ``keras.layers.Dense`` with this kernel [inputs, units], bias and activation gives
+    for ``x``, computed in x's dtype."""
+    (inputs, units), dtype = kernel.shape, np.dtype(x.dtype).name
+
+    def make():
+        layer = keras.layers.Dense(units, activation=activation, dtype=dtype)
+        layer.build((None, inputs))
+        return layer
+
+    layer = built_once(make, "Dense", inputs, units, activation, dtype)
+    layer.set_weights([kernel, bias])
+    return layer(x).numpy()
 
 
 def tolerances(dtype: np.dtype) -> dict[str, float]:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import (CheckFailed, call, expect_close, expect_dtype, register, to_numpy, tolerances,
+from utils.checks import (CheckFailed, call, expect_close, expect_dtype, keras_dense, register, to_numpy, tolerances,
                           value_and_gradient)
 
 FLOAT_TYPES = (np.float32, np.float64)
@@ -146,10 +146,7 @@ def check_neuron(neuron, rng: np.random.Generator) -> str:
                 x = rng.normal(size=(batch, features)).astype(dtype)
                 w = rng.normal(size=features).astype(dtype)
                 b = dtype(rng.normal())
-                reference = keras.layers.Dense(1, activation=activation, dtype=np.dtype(dtype).name)
-                reference.build((None, features))
-                reference.set_weights([w[:, None], np.array([b])])
-                expected = reference(x).numpy()[:, 0]
+                expected = keras_dense(x, w[:, None], np.array([b]), activation)[:, 0]
 
                 what = f"neuron(x, w, b, {name}) with x of shape {x.shape}"
                 got = to_numpy(call(neuron, tf.constant(x), tf.constant(w), tf.constant(b), activation, what=what), what)

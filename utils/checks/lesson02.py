@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import (CheckFailed, call, expect_close, expect_dtype, register, to_numpy, tolerances,
-                          value_and_gradient)
+from utils.checks import (CheckFailed, built_once, call, expect_close, expect_dtype, keras_dense, register, to_numpy,
+                          tolerances, value_and_gradient)
 
 FLOAT_TYPES = (np.float32, np.float64)
 ACTIVATIONS = {
@@ -37,10 +37,7 @@ def check_dense(dense, rng: np.random.Generator) -> str:
                 x = rng.normal(size=(batch, inputs)).astype(dtype)
                 W = rng.normal(size=(inputs, units)).astype(dtype)
                 b = rng.normal(size=units).astype(dtype)
-                reference = keras.layers.Dense(units, activation=activation, dtype=np.dtype(dtype).name)
-                reference.build((None, inputs))
-                reference.set_weights([W, b])
-                expected = reference(x).numpy()
+                expected = keras_dense(x, W, b, activation)
 
                 what = f"dense(x, W, b, {name}) with x of shape {x.shape} and W of shape {W.shape}"
                 got = to_numpy(call(dense, tf.constant(x), tf.constant(W), tf.constant(b), activation,
@@ -222,11 +219,34 @@ def _parameters(rng: np.random.Generator, count: int) -> list[np.ndarray]:
     return [rng.normal(size=shape).astype(np.float32) for shape in shapes]
 
 
+def _keras_steps(optimizer_class, settings: dict, params, grads_per_step) -> list[list[np.ndarray]]:
+    """The parameters after each step of a Keras optimizer with these ``settings`` (its
+    constructor's arguments) fed these gradients. One optimizer per class and shapes is built
+    once and reused (see built_once), restarted each time from its state when new."""
+    shapes = [(p.shape, p.dtype.name) for p in params]
+
+    def make():
+        variables = [tf.Variable(np.zeros_like(p)) for p in params]
+        optimizer = optimizer_class()
+        optimizer.build(variables)
+        return optimizer, variables, [v.numpy() for v in optimizer.variables]
+
+    optimizer, variables, new = built_once(make, optimizer_class.__name__, *shapes)
+    optimizer.set_weights(new)  # the step count and moments back to zero
+    for name, value in settings.items():
+        setattr(optimizer, name, value)
+    for variable, p in zip(variables, params):
+        variable.assign(p)
+    steps = []
+    for grads in grads_per_step:
+        optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+        steps.append([v.numpy() for v in variables])
+    return steps
+
+
 def _keras_sgd_step(params, grads, learning_rate, weight_decay) -> list[np.ndarray]:
-    variables = [tf.Variable(p) for p in params]
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, weight_decay=weight_decay)
-    optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
-    return [v.numpy() for v in variables]
+    settings = {"learning_rate": learning_rate, "weight_decay": weight_decay}
+    return _keras_steps(keras.optimizers.SGD, settings, params, [grads])[0]
 
 
 @register("02-sgd_step")
@@ -349,14 +369,8 @@ def check_two_layer_gradients(two_layer_gradients, rng: np.random.Generator) -> 
 
 def _keras_adam_steps(theta, grads, learning_rate, beta_1, beta_2, epsilon) -> list[np.ndarray]:
     """θ after each step of keras.optimizers.Adam fed the same gradients."""
-    variable = tf.Variable(theta)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
-                                      epsilon=epsilon)
-    out = []
-    for g in grads:
-        optimizer.apply_gradients([(tf.constant(g), variable)])
-        out.append(variable.numpy())
-    return out
+    settings = {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon}
+    return [step[0] for step in _keras_steps(keras.optimizers.Adam, settings, [theta], [[g] for g in grads])]
 
 
 def _adam_mistakes(theta, m, v, g, t, lr, beta_1, beta_2, eps) -> dict:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+from utils.checks import CheckFailed, built_once, call, expect_close, register, to_numpy
 
 # float32 sums of a few products differ from Keras's in the last bits; a real mistake is
 # off by far more than this.
@@ -31,8 +31,14 @@ def _weights(rng: np.random.Generator, features: int, units: int):
 
 def _keras_states(x: np.ndarray, h0: np.ndarray, weights) -> np.ndarray:
     """All hidden states of keras.layers.SimpleRNN with these weights: [batch, time, units]."""
-    layer = keras.layers.SimpleRNN(h0.shape[-1], return_sequences=True)
-    layer.build(x.shape)
+    units, inputs = h0.shape[-1], x.shape[-1]
+
+    def make():
+        layer = keras.layers.SimpleRNN(units, return_sequences=True)
+        layer.build((None, None, inputs))
+        return layer
+
+    layer = built_once(make, "SimpleRNN", units, inputs)
     layer.set_weights(weights)
     return keras.ops.convert_to_numpy(layer(x, initial_state=[h0]))
 

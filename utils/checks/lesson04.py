@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy
+from utils.checks import CheckFailed, built_once, call, expect_close, register, to_numpy
 
 # Keras packs the four gate blocks of kernel, recurrent_kernel and bias in this order.
 KERAS_ORDER = "ifco"
@@ -56,9 +56,14 @@ def _numpy_forward(x, h0, c0, kernel, recurrent, bias, **mistake):
 
 def _keras_lstm(x, h0, c0, kernel, recurrent, bias):
     """The reference: keras.layers.LSTM with the same weights and initial state."""
-    units = h0.shape[-1]
-    layer = keras.layers.LSTM(units, return_sequences=True, return_state=True)
-    layer.build((None, None, x.shape[-1]))
+    units, inputs = h0.shape[-1], x.shape[-1]
+
+    def make():
+        layer = keras.layers.LSTM(units, return_sequences=True, return_state=True)
+        layer.build((None, None, inputs))
+        return layer
+
+    layer = built_once(make, "LSTM", units, inputs)
     layer.set_weights([kernel, recurrent, bias])
     outputs, h, c = layer(tf.constant(x), initial_state=[tf.constant(h0), tf.constant(c0)])
     return outputs.numpy(), h.numpy(), c.numpy()
@@ -196,8 +201,14 @@ GRU_ORDER = "zrh"
 
 def _keras_gru_step(x, h, kernel, recurrent, bias):
     """The reference: one step of keras.layers.GRU (reset_after=True, its default), same weights."""
-    layer = keras.layers.GRU(h.shape[-1], return_state=True)
-    layer.build((None, 1, x.shape[-1]))
+    units, inputs = h.shape[-1], x.shape[-1]
+
+    def make():
+        layer = keras.layers.GRU(units, return_state=True)
+        layer.build((None, 1, inputs))
+        return layer
+
+    layer = built_once(make, "GRU", units, inputs)
     layer.set_weights([kernel, recurrent, bias])
     _, h_new = layer(tf.constant(x[:, None]), initial_state=[tf.constant(h)])
     return h_new.numpy()

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy
+from utils.checks import CheckFailed, built_once, call, expect_close, register, softmax, to_numpy
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -196,6 +196,13 @@ def check_general_attention(GeneralAttention, rng: np.random.Generator) -> str:
             "value sizes that differ.")
 
 
+def _additive_attention(units: int):
+    """keras.layers.AdditiveAttention (scaled by a learned v) for projections of size ``units``."""
+    layer = keras.layers.AdditiveAttention(use_scale=True)
+    layer.build([(None, None, units), (None, None, units), (None, None, units)])
+    return layer
+
+
 @register("07-BahdanauAttention")
 def check_bahdanau_attention(BahdanauAttention, rng: np.random.Generator) -> str:
     for batch, queries, keys, query_dim, value_dim in _shapes(rng):
@@ -220,8 +227,7 @@ def check_bahdanau_attention(BahdanauAttention, rng: np.random.Generator) -> str
         context, weights = _pair(result, what, "context, weights")
 
         projected_query, projected_key = query @ w_query, value @ w_key
-        reference = keras.layers.AdditiveAttention(use_scale=True)
-        reference.build([projected_query.shape, value.shape, projected_key.shape])
+        reference = built_once(lambda: _additive_attention(units), "AdditiveAttention", units)
         reference.set_weights([v])
         reference_context, reference_weights = (t.numpy() for t in _quietly(
             reference, [tf.constant(projected_query), tf.constant(value), tf.constant(projected_key)],

@@ -11,7 +11,7 @@ a padding mask (the encoder).
 import keras
 import numpy as np
 
-from utils.checks import CheckFailed, call, expect_close, register, softmax, to_numpy
+from utils.checks import CheckFailed, built_once, call, expect_close, register, softmax, to_numpy
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 through softmax and several matrix products
 
@@ -164,11 +164,15 @@ def check_positional_encoding(positional_encoding, rng: np.random.Generator) -> 
 def _reference_layer(rng, num_heads, key_dim, query_dim, value_dim, key_input_dim=None):
     """keras.layers.MultiHeadAttention built for these sizes, with random non-zero weights
     (its biases start at zero, which would hide a missing bias)."""
-    layer = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim)
-    query = np.zeros((1, 1, query_dim), np.float32)
-    value = np.zeros((1, 1, value_dim), np.float32)
-    key = None if key_input_dim is None else np.zeros((1, 1, key_input_dim), np.float32)
-    layer(query, value, key=key)
+    def make():
+        layer = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim)
+        query = np.zeros((1, 1, query_dim), np.float32)
+        value = np.zeros((1, 1, value_dim), np.float32)
+        key = None if key_input_dim is None else np.zeros((1, 1, key_input_dim), np.float32)
+        layer(query, value, key=key)
+        return layer
+
+    layer = built_once(make, "MultiHeadAttention", num_heads, key_dim, query_dim, value_dim, key_input_dim)
     weights = [(rng.normal(size=w.shape) / np.sqrt(w.shape[0] if w.ndim == 3 else 4)).astype(np.float32)
                for w in layer.get_weights()]
     layer.set_weights(weights)
@@ -288,33 +292,40 @@ def _mha_mistakes(query, value, key, weights, heads, key_dim, kwargs) -> dict:
     return {cause: out.astype(np.float32) for cause, out in causes.items()}
 
 
-def _block_reference(x, weights, *, residual=True, norm="post", causal=True, mask=None):
-    """A post-norm Transformer block (ReLU feed-forward) from Keras layers carrying ``weights``
-    (the order of TransformerBlock.get_weights()), with switches for the usual mistakes."""
-    d_model = x.shape[-1]
-    heads, key_dim = weights[0].shape[1], weights[0].shape[2]
-    attention = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim)
-    norms = [keras.layers.LayerNormalization() for _ in range(2)]
+def _block_layers(weights):
+    """The Keras layers of a post-norm Transformer block (ReLU feed-forward) carrying ``weights``
+    (in the order of TransformerBlock.get_weights()): attention, two norms, hidden, output."""
+    d_model, heads, key_dim = weights[0].shape
     ff_units = weights[10].shape[-1]
-    hidden = keras.layers.Dense(ff_units, activation="relu")
-    output = keras.layers.Dense(d_model)
-    attention(x, x)
-    for layer in (*norms, hidden):
-        layer.build((None, None, d_model))
-    output.build((None, None, ff_units))
-    attention.set_weights(weights[:8])
-    norms[0].set_weights(weights[8:10])
-    hidden.set_weights(weights[10:12])
-    output.set_weights(weights[12:14])
-    norms[1].set_weights(weights[14:16])
+
+    def make():
+        layers = (keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim),
+                  keras.layers.LayerNormalization(), keras.layers.LayerNormalization(),
+                  keras.layers.Dense(ff_units, activation="relu"), keras.layers.Dense(d_model))
+        x = np.zeros((1, 1, d_model), np.float32)
+        layers[0](x, x)
+        for layer in layers[1:4]:
+            layer.build((None, None, d_model))
+        layers[4].build((None, None, ff_units))
+        return layers
+
+    layers = built_once(make, "TransformerBlock", d_model, heads, key_dim, ff_units)
+    for layer, (start, end) in zip(layers, [(0, 8), (8, 10), (14, 16), (10, 12), (12, 14)]):
+        layer.set_weights(weights[start:end])
+    return layers
+
+
+def _block_reference(x, layers, *, residual=True, norm="post", causal=True, mask=None):
+    """The block of ``layers`` (from _block_layers) applied to ``x``, with switches for the usual mistakes."""
+    attention, norm_1, norm_2, hidden, output = layers
 
     def sublayer(h, f, layer_norm):
         if norm == "pre":
             return h + f(layer_norm(h))
         return layer_norm(h + f(h)) if residual else layer_norm(f(h))
 
-    h = sublayer(x, lambda a: attention(a, a, attention_mask=mask, use_causal_mask=causal), norms[0])
-    h = sublayer(h, lambda a: output(hidden(a)), norms[1])
+    h = sublayer(x, lambda a: attention(a, a, attention_mask=mask, use_causal_mask=causal), norm_1)
+    h = sublayer(h, lambda a: output(hidden(a)), norm_2)
     return np.asarray(h, np.float64)
 
 
@@ -355,32 +366,37 @@ def check_transformer_block(block_class, rng: np.random.Generator) -> str:
             weights[gamma] = (1.0 + 0.3 * rng.normal(size=shapes[gamma])).astype(np.float32)
         call(lambda: block.set_weights(weights), what=f"{made}.set_weights(...)")
         mask = _padding_mask(rng, batch, time)
+        layers = _block_layers(weights)
         for name, kwargs in _block_calls(mask):
             what = f"{made}, {name}, x of shape {[batch, time, d_model]}"
             got = to_numpy(call(lambda: block(x) if kwargs is None else block(x, **kwargs), what=what), what)
             causal = True if kwargs is None else kwargs.get("use_causal_mask", True)
             given_mask = None if kwargs is None else kwargs["attention_mask"]
-            expected = _block_reference(x, weights, causal=causal, mask=given_mask)
+
+            def variant(**mistake):
+                """The block's output with one mistake, computed only if the answer is wrong."""
+                switches = {"causal": causal, "mask": given_mask, **mistake}
+                return lambda: _block_reference(x, layers, **switches)
+
+            expected = variant()()
             if got.shape != expected.shape:
                 raise CheckFailed(f"{what} has shape {got.shape}, expected {expected.shape} ([batch, time, d_model]).")
             causes = {
                 "a residual connection is missing: each sub-layer's result is added to its input, "
-                "LayerNorm(x + sublayer(x)).": _block_reference(x, weights, residual=False, causal=causal, mask=given_mask),
+                "LayerNorm(x + sublayer(x)).": variant(residual=False),
                 "the LayerNorm is applied before each sub-layer (pre-norm, x + sublayer(LayerNorm(x))); "
-                "this block normalises after the addition, as in the original paper.":
-                    _block_reference(x, weights, norm="pre", causal=causal, mask=given_mask),
+                "this block normalises after the addition, as in the original paper.": variant(norm="pre"),
             }
             if causal:
                 causes["the attention is not causal: with use_causal_mask=True (the default) pass "
                        "use_causal_mask=True on to your attention, so no position reads the tokens after it."] = \
-                    _block_reference(x, weights, causal=False, mask=given_mask)
+                    variant(causal=False)
             else:
                 causes["the attention is causal although use_causal_mask=False: pass the argument on to your "
-                       "attention instead of always using True."] = _block_reference(x, weights, causal=True, mask=given_mask)
+                       "attention instead of always using True."] = variant(causal=True)
             if given_mask is not None:
                 causes["the attention_mask is not passed on: call your attention with "
-                       "attention_mask=attention_mask, so no query attends to padding."] = \
-                    _block_reference(x, weights, causal=causal)
+                       "attention_mask=attention_mask, so no query attends to padding."] = variant(mask=None)
             expect_close(got.astype(np.float64), expected, what, rtol=1e-3, atol=1e-4,
                          reference="a post-norm block of Keras layers with the same weights", likely_causes=causes)
     return ("equals a post-norm block of keras.layers.MultiHeadAttention, LayerNormalization and Dense with "

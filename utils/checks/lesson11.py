@@ -10,7 +10,7 @@ seconds to import, so only the two checks that need it import it.
 import keras
 import numpy as np
 
-from utils.checks import CheckFailed, call, expect_close, register, to_numpy, value_and_gradient
+from utils.checks import CheckFailed, built_once, call, expect_close, register, to_numpy, value_and_gradient
 
 PAD = 0
 
@@ -75,12 +75,16 @@ def _keras_hub():
 def check_encoder_layer(layer_class, rng: np.random.Generator) -> str:
     keras_hub = _keras_hub()
     for heads, d_model, ff_units, batch, length in [(2, 8, 16, 3, 6), (4, 16, 24, 2, 9), (1, 4, 8, 1, 1)]:
-        reference = keras_hub.layers.TransformerEncoder(intermediate_dim=ff_units, num_heads=heads,
-                                                       activation="gelu", layer_norm_epsilon=1e-5)
+        def make():
+            layer = keras_hub.layers.TransformerEncoder(intermediate_dim=ff_units, num_heads=heads,
+                                                        activation="gelu", layer_norm_epsilon=1e-5)
+            layer(np.zeros((1, 1, d_model), np.float32))
+            return layer
+
+        reference = built_once(make, "TransformerEncoder", heads, d_model, ff_units)
         x = rng.normal(size=(batch, length, d_model)).astype(np.float32)
         ids = _padded_ids(rng, batch, length, 30)
         real = ids != PAD
-        reference(x, padding_mask=real)
         weights = [(rng.normal(size=w.shape) * (0.5 if w.ndim > 1 else 0.3)
                     + (1.0 if "gamma" in w.path else 0.0)).astype(np.float32) for w in reference.weights]
         reference.set_weights(weights)
@@ -122,14 +126,15 @@ def _encoder_mistakes(reference, x, real) -> dict:
         h = x + attention(norm1(x), norm1(x), attention_mask=masks["padding"])
         return (h + output(hidden(norm2(h)))).numpy()
 
-    return {
-        "the padding mask is not passed to the attention: padding keys must get no weight.": post_norm(masks["none"]),
-        "the mask reaches the attention inverted.": post_norm(masks["inverted"]),
-        "the attention is causal; an encoder attends in both directions.": post_norm(masks["causal"]),
+    return {  # functions: computed only when the answer is wrong
+        "the padding mask is not passed to the attention: padding keys must get no weight.":
+            lambda: post_norm(masks["none"]),
+        "the mask reaches the attention inverted.": lambda: post_norm(masks["inverted"]),
+        "the attention is causal; an encoder attends in both directions.": lambda: post_norm(masks["causal"]),
         "the LayerNormalization comes before each sub-layer (pre-norm); this encoder normalizes after adding "
-        "the residual (post-norm), as lesson 08's block does.": pre_norm(),
+        "the residual (post-norm), as lesson 08's block does.": pre_norm,
         "the feed-forward net's input is not added back (the second residual connection is missing).":
-            post_norm(masks["padding"], residual=False),
+            lambda: post_norm(masks["padding"], residual=False),
     }
 
 
