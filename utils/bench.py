@@ -14,7 +14,8 @@ Parts:
            and, when nbgrader is installed, `python -m utils.grade` against `nbgrader
            autograde` on the same class of six (three copies of the solution, three of the
            untouched lesson), each timed as a whole command, with the ratio; and a class of 200 copies of the
-           solution that took longest above, graded by `python -m utils.grade --jobs 2`
+           solution that took longest above, graded by `python -m utils.grade --jobs 2`, with
+           the grading process's peak memory
 --lessons 01 04 limits the runtime and grading parts to those lessons.
 Every figure is the median over the repetitions, with the spread (min–max) beside it. A part
 whose lesson does not exist yet is reported as "not available", never silently skipped.
@@ -344,10 +345,13 @@ def nbgrader_course(root: pathlib.Path, lesson: str, submissions: dict[str, byte
 
 def run_nbgrader(root: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
     """One nbgrader command in the course folder ``root``. Its kernels find the course's
-    ``utils`` through PYTHONPATH, as a course that keeps the repository beside it would."""
-    path = os.pathsep.join(filter(None, [str(lessons.ROOT), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=dict(os.environ, PYTHONPATH=path),
-                          capture_output=True, text=True)
+    ``utils`` through PYTHONPATH, as a course that keeps the repository beside it would, and
+    nbgrader finds the commands it runs (``alembic``) beside this Python, even when the
+    virtual environment is not activated."""
+    python_path = os.pathsep.join(filter(None, [str(lessons.ROOT), os.environ.get("PYTHONPATH")]))
+    path = os.pathsep.join(filter(None, [str(pathlib.Path(sys.executable).parent), os.environ.get("PATH")]))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root,
+                          env=dict(os.environ, PYTHONPATH=python_path, PATH=path), capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return done
@@ -432,9 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         title, bench = sections[part]
         print(f"measuring: {title} …", file=sys.stderr, flush=True)
         report += ["", f"## {title}", "", *bench(args.repeats, args.quick)]
-    text = "\n".join(report) + "\n"
-    print(text)
-    args.out.write_text(text, encoding="utf-8")
+        args.out.write_text("\n".join(report) + "\n", encoding="utf-8")  # a later part's failure keeps this one
+    print("\n".join(report))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -136,6 +136,7 @@ class Worker:
             remove_abandoned()
             Worker.tidied = True
         self.limits = limits
+        self.memory_checked = -POLL_SECONDS  # monotonic time of the last look at the worker's memory
         self.scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         (self.scratch / "work").mkdir()
         self.log = open(self.scratch / "output.log", "wb")
@@ -194,7 +195,7 @@ class Worker:
             if time.monotonic() > deadline[0]:
                 self.close()
                 raise WorkerFailed(f"took longer than {deadline[1]:.0f} s while {doing} (an infinite loop?)")
-            if self._memory_mb() > self.limits.memory_mb:
+            if self._memory_exceeded():
                 self.close()
                 raise WorkerFailed(f"used more than {self.limits.memory_mb} MB of memory while {doing}")
             if select.select([fd], [], [], POLL_SECONDS)[0]:
@@ -211,6 +212,16 @@ class Worker:
             return psutil.Process(self.process.pid).children(recursive=True)
         except psutil.Error:
             return []
+
+    def _memory_exceeded(self) -> bool:
+        """Whether the worker holds more memory than allowed, looked at every POLL_SECONDS at
+        most: summing its processes' memory reads /proc for every process on the machine, which
+        took longer than a whole call when done for every reply."""
+        now = time.monotonic()
+        if now - self.memory_checked < POLL_SECONDS:
+            return False
+        self.memory_checked = now
+        return self._memory_mb() > self.limits.memory_mb
 
     def _memory_mb(self) -> float:
         total = 0

@@ -293,31 +293,34 @@ def _mha_mistakes(query, value, key, weights, heads, key_dim, kwargs) -> dict:
 
 
 def _block_layers(weights):
-    """The Keras layers of a post-norm Transformer block (ReLU feed-forward) carrying ``weights``
-    (in the order of TransformerBlock.get_weights()): attention, two norms, hidden, output."""
+    """The Keras layers of a post-norm Transformer block (ReLU feed-forward) carrying ``weights``,
+    in the order of TransformerBlock.get_weights(): attention, first norm, feed-forward hidden
+    and output layers, second norm."""
     d_model, heads, key_dim = weights[0].shape
     ff_units = weights[10].shape[-1]
 
     def make():
-        layers = (keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim),
-                  keras.layers.LayerNormalization(), keras.layers.LayerNormalization(),
-                  keras.layers.Dense(ff_units, activation="relu"), keras.layers.Dense(d_model))
+        layers = (keras.layers.MultiHeadAttention(num_heads=heads, key_dim=key_dim), keras.layers.LayerNormalization(),
+                  keras.layers.Dense(ff_units, activation="relu"), keras.layers.Dense(d_model),
+                  keras.layers.LayerNormalization())
         x = np.zeros((1, 1, d_model), np.float32)
         layers[0](x, x)
-        for layer in layers[1:4]:
-            layer.build((None, None, d_model))
-        layers[4].build((None, None, ff_units))
+        for layer, inputs in zip(layers[1:], (d_model, d_model, ff_units, d_model)):
+            layer.build((None, None, inputs))
         return layers
 
     layers = built_once(make, "TransformerBlock", d_model, heads, key_dim, ff_units)
-    for layer, (start, end) in zip(layers, [(0, 8), (8, 10), (14, 16), (10, 12), (12, 14)]):
-        layer.set_weights(weights[start:end])
+    start = 0
+    for layer in layers:
+        count = len(layer.weights)
+        layer.set_weights(weights[start:start + count])
+        start += count
     return layers
 
 
 def _block_reference(x, layers, *, residual=True, norm="post", causal=True, mask=None):
     """The block of ``layers`` (from _block_layers) applied to ``x``, with switches for the usual mistakes."""
-    attention, norm_1, norm_2, hidden, output = layers
+    attention, norm_1, hidden, output, norm_2 = layers
 
     def sublayer(h, f, layer_norm):
         if norm == "pre":
