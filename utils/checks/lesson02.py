@@ -220,9 +220,10 @@ def _parameters(rng: np.random.Generator, count: int) -> list[np.ndarray]:
 
 
 def _keras_steps(optimizer_class, settings: dict, params, grads_per_step) -> list[list[np.ndarray]]:
-    """The parameters after each step of a Keras optimizer with these ``settings`` (its
-    constructor's arguments) fed these gradients. One optimizer per class and shapes is built
-    once and reused (see built_once), restarted each time from its state when new."""
+    """The parameters after each step of a Keras optimizer fed these gradients, with these
+    ``settings`` (learning rate, weight decay, β₁, …) set as its attributes. One optimizer per
+    class and shapes is built once and reused (see built_once), restarted each time from its
+    state when new."""
     shapes = [(p.shape, p.dtype.name) for p in params]
 
     def make():
