@@ -72,6 +72,34 @@ def jacobian_with(newest_left=True, slope=True, transpose=False, extra=False, pr
     return jacobian_product
 
 
+def bptt_with(slope="h_t", transpose_back=True, steps="all", reduce_batch=tf.reduce_sum, u_state="h_prev",
+              h0_grad="delta_0", seed_ones=False, order=None, outputs=4):
+    """BPTT for a SimpleRNN (L depends on h_T only), with one chosen mistake built in."""
+
+    def bptt_gradient(x, h0, kernel, recurrent_kernel, bias, grad_last):
+        states = [h0]
+        for t in range(x.shape[1]):
+            states.append(tf.tanh(x[:, t] @ kernel + states[-1] @ recurrent_kernel + bias))
+        slopes = {"h_t": lambda t: 1 - states[t] ** 2, "h_prev": lambda t: 1 - states[t - 1] ** 2,
+                  "none": lambda t: tf.ones_like(states[t])}
+        back = tf.transpose(recurrent_kernel) if transpose_back else recurrent_kernel
+        contributions = []  # per sequence, for t = T … 1
+        delta = tf.ones_like(grad_last) if seed_ones else grad_last
+        for t in range(x.shape[1], 0, -1):
+            delta_t, a = delta, delta * slopes[slope](t)
+            h_used = states[t] if u_state == "h_t" else states[t - 1]
+            contributions.append((x[:, t - 1, :, None] * a[:, None], h_used[:, :, None] * a[:, None], a))
+            delta = a @ back
+        kept = {"all": contributions, "last": contributions[:1], "first": contributions[-1:]}[steps]
+        grads = [tf.add_n([c[i] for c in kept]) for i in range(3)]
+        grads = [g if reduce_batch is None else reduce_batch(g, axis=0) for g in grads]
+        grad_h0 = {"delta_0": delta, "a_1": a, "delta_1": delta_t}[h0_grad]
+        result = (*grads, grad_h0)
+        return tuple(result[i] for i in order) if order else result[:outputs]
+
+    return bptt_gradient
+
+
 MUTANTS = {
     "03-rnn_cell": {
         "kernel and recurrent_kernel swapped": cell_with(swap=True),
@@ -102,6 +130,22 @@ MUTANTS = {
         "one Jacobian too many": jacobian_with(extra=True),
         "slope of h_{t-1}": jacobian_with(previous=True),
     },
+    "03-bptt_gradient": {
+        "no tanh slope": bptt_with(slope="none"),
+        "slope of h_{t-1}": bptt_with(slope="h_prev"),
+        "U instead of U^T going back": bptt_with(transpose_back=False),
+        "last step only": bptt_with(steps="last"),
+        "sum overwritten each step": bptt_with(steps="first"),
+        "averaged over the batch": bptt_with(reduce_batch=tf.reduce_mean),
+        "not summed over the batch": bptt_with(reduce_batch=None),
+        "U's gradient uses h_t": bptt_with(u_state="h_t"),
+        "grad_h0 missing the last U^T": bptt_with(h0_grad="a_1"),
+        "grad_h0 is dL/dh_1": bptt_with(h0_grad="delta_1"),
+        "grad_last ignored": bptt_with(seed_ones=True),
+        "outputs in the wrong order": bptt_with(order=(3, 0, 1, 2)),
+        "grad_h0 left out": bptt_with(outputs=3),
+        "a dict instead of a tuple": lambda *args: dict(zip("abcd", bptt_with()(*args))),
+    },
     "03-clip_by_global_norm": {
         "each tensor clipped separately": clip_each,
         "always rescaled to max_norm":
@@ -125,6 +169,7 @@ def test_reference_mutants_are_right():
     assert checks.run("03-rnn_forward", forward_with()).status == "passed"
     assert checks.run("03-clip_by_global_norm", tf.clip_by_global_norm).status == "passed"
     assert checks.run("03-jacobian_product", jacobian_with()).status == "passed"
+    assert checks.run("03-bptt_gradient", bptt_with()).status == "passed"
 
 
 @pytest.mark.parametrize("exercise,mutant,words", [
@@ -140,6 +185,19 @@ def test_reference_mutants_are_right():
     ("03-jacobian_product", "no tanh derivative", "tanh derivative is missing"),
     ("03-jacobian_product", "transposed", "transposed"),
     ("03-jacobian_product", "one Jacobian too many", "too many"),
+    ("03-bptt_gradient", "no tanh slope", "tanh slope is missing"),
+    ("03-bptt_gradient", "slope of h_{t-1}", "slope of h_{t−1} is used"),
+    ("03-bptt_gradient", "U instead of U^T going back", "U instead of Uᵀ"),
+    ("03-bptt_gradient", "last step only", "only the last step's contribution"),
+    ("03-bptt_gradient", "sum overwritten each step", "overwrites the sum"),
+    ("03-bptt_gradient", "averaged over the batch", "averaged over the batch"),
+    ("03-bptt_gradient", "not summed over the batch", "sum over the batch"),
+    ("03-bptt_gradient", "U's gradient uses h_t", "off by one"),
+    ("03-bptt_gradient", "grad_h0 missing the last U^T", "last multiplication by Uᵀ is missing"),
+    ("03-bptt_gradient", "grad_h0 is dL/dh_1", "that is ∂L/∂h_1"),
+    ("03-bptt_gradient", "grad_last ignored", "grad_last is ignored"),
+    ("03-bptt_gradient", "outputs in the wrong order", "in that order"),
+    ("03-bptt_gradient", "grad_h0 left out", "leave out grad_h0"),
     ("03-clip_by_global_norm", "each tensor clipped separately", "clipped on its own"),
     ("03-clip_by_global_norm", "always rescaled to max_norm", "below max_norm"),
     ("03-clip_by_global_norm", "square root missing", "square root"),

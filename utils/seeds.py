@@ -42,11 +42,8 @@ class SeedRuns:
     loss: Callable
     metrics: dict[str, Metric]
     batch_size: int
+    forward: Callable = dataclasses.field(repr=False)  # every copy's outputs on one batch, compiled
     best_epoch: np.ndarray | None = None
-    forward: Callable = dataclasses.field(default=None, repr=False)
-
-    def __post_init__(self):
-        self.forward = self.forward or _forward(self.models)
 
     def predict(self, x) -> np.ndarray:
         """Every copy's outputs on ``x``: an array ``[seeds, n, ...]``."""
@@ -90,7 +87,7 @@ def fit_seeds(build: Callable[[], keras.Model], x, y, *, seeds: Sequence[int], l
         opt.build(model.trainable_variables)
     shufflers = [np.random.default_rng(order) for order in orders]
     train_epoch = _epoch_function(models, optimizers, loss, metrics, clip, clip_norm, batch_size)
-    forward = _forward(models)
+    forward = _forward(models, x)
 
     names = ["loss", *metrics] + ([f"val_{n}" for n in ["loss", *metrics]] if validation else [])
     history = {name: [] for name in names}
@@ -116,7 +113,7 @@ def fit_seeds(build: Callable[[], keras.Model], x, y, *, seeds: Sequence[int], l
         for model, weights in zip(models, best_weights):
             model.set_weights(weights)
     return SeedRuns(list(seeds), models, {name: np.reshape(np.transpose(v), (len(models), -1)) for name, v in history.items()},
-                    loss, metrics, batch_size, best_epoch if patience is not None else None, forward)
+                    loss, metrics, batch_size, forward, best_epoch if patience is not None else None)
 
 
 def _epoch_function(models, optimizers, loss, metrics, clip, clip_norm, batch_size):
@@ -150,15 +147,19 @@ def _epoch_function(models, optimizers, loss, metrics, clip, clip_norm, batch_si
     return train_epoch
 
 
-def _forward(models):
-    """One compiled function giving every copy's outputs on a batch: ``[copies, batch, ...]``."""
+def _forward(models, example):
+    """One compiled function giving every copy's outputs on a batch: ``[copies, batch, ...]``.
+
+    Traced once for batches of any size shaped like ``example``'s rows.
+    """
+    spec = tf.TensorSpec([None, *example.shape[1:]], example.dtype)
     return tf.function(lambda x: tf.stack([model(x, training=False) for model in models]),
-                       reduce_retracing=True)
+                       input_signature=[spec])
 
 
 def _predict(forward, x, batch_size):
     """Outputs of every copy on ``x``, read in chunks of many batches (no gradients are kept)."""
-    x = tf.convert_to_tensor(x)
+    x = tf.convert_to_tensor(x, dtype=forward.input_signature[0].dtype)
     chunk = EVAL_BATCHES * batch_size
     return tf.concat([forward(x[start:start + chunk]) for start in range(0, int(x.shape[0]), chunk)], axis=1)
 

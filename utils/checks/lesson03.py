@@ -29,9 +29,8 @@ def _weights(rng: np.random.Generator, features: int, units: int):
     return [w.astype(np.float32) for w in (kernel, recurrent_kernel, bias)]
 
 
-def _keras_states(x: np.ndarray, h0: np.ndarray, weights) -> np.ndarray:
-    """All hidden states of keras.layers.SimpleRNN with these weights: [batch, time, units]."""
-    units, inputs = h0.shape[-1], x.shape[-1]
+def _keras_rnn(inputs: int, units: int, weights):
+    """The reference keras.layers.SimpleRNN(return_sequences=True), built once, with these weights."""
 
     def make():
         layer = keras.layers.SimpleRNN(units, return_sequences=True)
@@ -40,6 +39,12 @@ def _keras_states(x: np.ndarray, h0: np.ndarray, weights) -> np.ndarray:
 
     layer = built_once(make, "SimpleRNN", units, inputs)
     layer.set_weights(weights)
+    return layer
+
+
+def _keras_states(x: np.ndarray, h0: np.ndarray, weights) -> np.ndarray:
+    """All hidden states of keras.layers.SimpleRNN with these weights: [batch, time, units]."""
+    layer = _keras_rnn(x.shape[-1], h0.shape[-1], weights)
     return keras.ops.convert_to_numpy(layer(x, initial_state=[h0]))
 
 
@@ -279,3 +284,132 @@ def check_jacobian_product(jacobian_product, rng: np.random.Generator) -> str:
                      **TOLERANCE)
     return (f"matches tf.GradientTape's ∂h_T/∂h_k on {len(JACOBIAN_CASES)} cases, k = T (the identity) "
             "and k = T − 1 included.")
+
+
+# (batch, time, features, units): batch 1, time 1 and units 1 each appear, beside ordinary cases.
+BPTT_CASES = [(1, 1, 2, 3), (3, 4, 3, 1), (1, 5, 3, 4), (4, 1, 2, 3), (2, 6, 4, 5), (8, 9, 3, 6)]
+BPTT_OUTPUTS = ("grad_kernel", "grad_recurrent_kernel", "grad_bias", "grad_h0")
+BPTT_ORDER = "(grad_kernel, grad_recurrent_kernel, grad_bias, grad_h0), in that order"
+
+
+def _keras_gradients(x, h0, weights, grad_last) -> list[np.ndarray]:
+    """The reference: ∂L/∂W, ∂L/∂U, ∂L/∂b and ∂L/∂h0 by tf.GradientTape through
+    keras.layers.SimpleRNN with these weights, for L = Σ h_T ⊙ grad_last."""
+    layer = _keras_rnn(x.shape[-1], h0.shape[-1], weights)
+    h0 = tf.constant(h0)
+    with tf.GradientTape() as tape:
+        tape.watch(h0)
+        loss = tf.reduce_sum(layer(tf.constant(x), initial_state=[h0])[:, -1] * grad_last)
+    kernel, recurrent_kernel, bias = layer.trainable_weights  # get_weights() order
+    return [g.numpy() for g in tape.gradient(loss, [kernel, recurrent_kernel, bias, h0])]
+
+
+def _bptt_by_hand(x, h0, weights, grad_last, *, slope="h_t", back=np.transpose, steps="all",
+                  batch_reduce=np.sum, u_state="h_prev", h0_grad="delta_0", start_from_zero=False,
+                  seed_ones=False) -> list[np.ndarray]:
+    """[grad_kernel, grad_recurrent_kernel, grad_bias, grad_h0] by BPTT in float64; the
+    keywords build the known mistakes the messages name."""
+    x, h0, grad_last = (np.asarray(a, np.float64) for a in (x, h0, grad_last))
+    W, U, b = (np.asarray(w, np.float64) for w in weights)
+    states = [np.zeros_like(h0) if start_from_zero else h0]  # states[t] is h_t
+    for t in range(x.shape[1]):
+        states.append(np.tanh(x[:, t] @ W + states[-1] @ U + b))
+    slopes = {"h_t": lambda t: 1 - states[t] ** 2, "h_prev": lambda t: 1 - states[t - 1] ** 2,
+              "none": lambda t: np.ones_like(states[t]), "sigmoid": lambda t: states[t] * (1 - states[t])}
+    per_step = []  # per sequence, for t = T … 1: x_tᵀ a_t, h_{t−1}ᵀ a_t, a_t
+    delta = np.ones_like(grad_last) if seed_ones else grad_last  # delta is ∂L/∂h_t
+    for t in range(x.shape[1], 0, -1):
+        delta_t, a = delta, delta * slopes[slope](t)
+        h_used = states[t] if u_state == "h_t" else states[t - 1]
+        per_step.append((x[:, t - 1, :, None] * a[:, None], h_used[:, :, None] * a[:, None], a))
+        delta = a @ back(U)
+    kept = {"all": per_step, "last": per_step[:1], "first": per_step[-1:]}[steps]
+    grads = [batch_reduce(sum(step[i] for step in kept), axis=0) for i in range(3)]
+    grad_h0 = {"delta_0": delta, "a_1": a, "delta_1": delta_t, "slope_of_h0": delta * (1 - states[0] ** 2)}
+    return grads + [grad_h0[h0_grad]]
+
+
+BPTT_MISTAKES = {  # cause: the keywords of _bptt_by_hand that make that mistake
+    "the tanh slope is missing: going back through h_t = tanh(z_t) multiplies ∂L/∂h_t by "
+    "tanh'(z_t) = 1 − h_t², entry by entry.": {"slope": "none"},
+    "the slope of h_{t−1} is used: step t's tanh produced h_t, so its slope is 1 − h_t².": {"slope": "h_prev"},
+    "that is the sigmoid's slope h(1 − h); the tanh's slope is 1 − h².": {"slope": "sigmoid"},
+    "going back you multiply by U instead of Uᵀ: z_t = x_t·W + h_{t−1}·U + b with row vectors, so "
+    "∂L/∂h_{t−1} = a_t·Uᵀ.": {"back": lambda U: U},
+    "only the last step's contribution is kept: W, U and b are used at every step, so their gradients "
+    "add up the contributions of all T steps.": {"steps": "last"},
+    "only step 1's contribution is kept: each step overwrites the sum instead of adding to it (+=).":
+        {"steps": "first"},
+    "the gradients are averaged over the batch: L adds up all sequences, so sum over the batch.":
+        {"batch_reduce": np.mean},
+    "off by one: U's gradient pairs a_t with h_t, but the state U multiplied at step t is h_{t−1}.":
+        {"u_state": "h_t"},
+    "the last multiplication by Uᵀ is missing: h0 reaches z_1 through U, so ∂L/∂h0 = a_1·Uᵀ, "
+    "not a_1.": {"h0_grad": "a_1"},
+    "that is ∂L/∂h_1: walk one more step back, through step 1's tanh slope and Uᵀ.": {"h0_grad": "delta_1"},
+    "one tanh slope too many: h0 is given, not the output of a tanh, so ∂L/∂h0 = a_1·Uᵀ with "
+    "nothing after it.": {"h0_grad": "slope_of_h0"},
+    "grad_last is ignored: the walk back starts from ∂L/∂h_T = grad_last (yours is the gradient "
+    "of L = Σ h_T).": {"seed_ones": True},
+    "the forward pass ignores h0: it must start from the given h0, not from zeros.": {"start_from_zero": True},
+}
+
+
+def _bptt_outputs(result, what: str) -> list[np.ndarray]:
+    """The four gradients as arrays, or a CheckFailed naming what is wrong with the structure."""
+    if result is None:
+        raise CheckFailed(f"{what} returned None: is a `return` statement missing?")
+    if isinstance(result, dict):
+        raise CheckFailed(f"{what} returned a dict; return a tuple of four tensors, {BPTT_ORDER}.")
+    if not isinstance(result, (tuple, list)):
+        shape = f" of shape {tuple(result.shape)}" if hasattr(result, "shape") else ""
+        raise CheckFailed(f"{what} returned one {type(result).__name__}{shape}; return a tuple of four "
+                          f"tensors, {BPTT_ORDER}.")
+    if len(result) != 4:
+        missing = " (did you leave out grad_h0, ∂L/∂h0?)" if len(result) == 3 else ""
+        raise CheckFailed(f"{what} returned {len(result)} items{missing}; return four, {BPTT_ORDER}.")
+    return [to_numpy(value, f"{name} from {what}") for name, value in zip(BPTT_OUTPUTS, result)]
+
+
+def _expect_gradient_shape(got: np.ndarray, name: str, shapes: dict, batch: int, what: str) -> None:
+    want = shapes[name]
+    if got.shape == want:
+        return
+    message = f"{name} from {what} has shape {got.shape}, expected {want}"
+    others = [other for other, shape in shapes.items() if shape == got.shape and other != name]
+    if name != "grad_h0" and got.shape == (batch, *want):
+        hint = (": sum over the batch. W, U and b are shared by every sequence, so their gradient adds up "
+                "all sequences' contributions and has the weight's own shape.")
+    elif len(want) == 2 and got.shape == want[::-1]:
+        hint = f": it is transposed. A weight's gradient has the weight's shape, {want}."
+    elif name == "grad_h0" and got.shape == want[1:]:
+        hint = ": do not sum ∂L/∂h0 over the batch; each sequence has its own h0, so it is [batch, units]."
+    elif others:
+        hint = f": that is the shape of {others[0]}. Return the four gradients {BPTT_ORDER}."
+    else:
+        hint = ". A weight's gradient has the weight's shape; grad_h0 has h0's shape [batch, units]."
+    raise CheckFailed(message + hint)
+
+
+@register("03-bptt_gradient")
+def check_bptt_gradient(bptt_gradient, rng: np.random.Generator) -> str:
+    for batch, time, features, units in BPTT_CASES:
+        weights = _weights(rng, features, units)
+        x = rng.normal(size=(batch, time, features)).astype(np.float32)
+        h0 = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+        grad_last = rng.normal(size=(batch, units)).astype(np.float32)
+        expected = _keras_gradients(x, h0, weights, grad_last)
+        what = (f"bptt_gradient(x, h0, kernel, recurrent_kernel, bias, grad_last) with x of shape {x.shape} "
+                f"and {units} unit{'s' if units > 1 else ''}")
+        args = [tf.constant(a) for a in (x, h0, *weights, grad_last)]
+        got = _bptt_outputs(_call(bptt_gradient, *args, what=what, hint=WEIGHT_ROLES), what)
+        shapes = {name: want.shape for name, want in zip(BPTT_OUTPUTS, expected)}
+        for name, output in zip(BPTT_OUTPUTS, got):
+            _expect_gradient_shape(output, name, shapes, batch, what)
+        for index, name in enumerate(BPTT_OUTPUTS):
+            causes = {cause: (lambda kw=kw, index=index: _bptt_by_hand(x, h0, weights, grad_last, **kw)[index])
+                      for cause, kw in BPTT_MISTAKES.items()}
+            expect_close(got[index], expected[index], f"{name} from {what}", likely_causes=causes,
+                         reference="tf.GradientTape through keras.layers.SimpleRNN", **TOLERANCE)
+    return (f"all four gradients match tf.GradientTape through keras.layers.SimpleRNN on {len(BPTT_CASES)} "
+            "shapes, including batch 1, time 1 and 1 unit.")
