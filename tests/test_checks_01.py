@@ -62,6 +62,19 @@ MUTANTS = {
         "always float32": lambda z: tf.nn.softmax(tf.cast(z, tf.float32)),
         "NumPy, not differentiable": lambda z: tf.constant(tf.nn.softmax(z).numpy()),
     },
+    "01-log_softmax": {
+        "log of the softmax: −inf where a probability underflows": lambda z: tf.math.log(tf.nn.softmax(z)),
+        "no max subtracted: overflows": lambda z: z - tf.math.log(tf.reduce_sum(tf.exp(z), axis=-1, keepdims=True)),
+        "shift not undone": lambda z: z - tf.math.log(
+            tf.reduce_sum(tf.exp(z - tf.reduce_max(z, axis=-1, keepdims=True)), axis=-1, keepdims=True)),
+        "log of the sum missing": lambda z: z - tf.reduce_max(z, axis=-1, keepdims=True),
+        "one max for the whole tensor": lambda z: (lambda c: z - c - tf.math.log(
+            tf.reduce_sum(tf.exp(z - c), axis=-1, keepdims=True)))(tf.reduce_max(z)),
+        "normalised over the first axis": lambda z: tf.nn.log_softmax(z, axis=0),
+        "sum without keepdims": lambda z: z - tf.reduce_logsumexp(z, axis=-1),
+        "always float32": lambda z: tf.nn.log_softmax(tf.cast(z, tf.float32)),
+        "NumPy, not differentiable": lambda z: tf.constant(tf.nn.log_softmax(z).numpy()),
+    },
     "01-softmax_jacobian": {
         "diagonal only, s(1 − s)": lambda z: tf.linalg.diag(tf.nn.softmax(z) * (1 - tf.nn.softmax(z))),
         "diagonal term missing": lambda z: -jacobian_parts(z)[1],
@@ -89,6 +102,15 @@ def test_messages_name_the_likely_cause():
     assert "each row's own max" in shared
     axis = checks.run("01-softmax", MUTANTS["01-softmax"]["normalised over the first axis"]).message
     assert "last axis" in axis
+    underflow = checks.run("01-log_softmax", MUTANTS["01-log_softmax"][
+        "log of the softmax: −inf where a probability underflows"]).message
+    assert "underflowed" in underflow
+    overflow = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["no max subtracted: overflows"]).message
+    assert "overflows" in overflow
+    undone = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["shift not undone"]).message
+    assert "subtract c as well" in undone
+    rows = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["one max for the whole tensor"]).message
+    assert "its own max" in rows
     diagonal = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal only, s(1 − s)"]).message
     assert "only the diagonal" in diagonal
     missing = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal term missing"]).message

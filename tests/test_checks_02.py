@@ -48,6 +48,43 @@ def gradients_with(hidden_error=None, bias=tf.reduce_sum, scale=1.0, mean=True, 
     return gradients
 
 
+def n_of(z):
+    return tf.cast(tf.size(z), z.dtype)
+
+
+def sigmoid_slope(z):
+    p = tf.math.sigmoid(z)
+    return p * (1 - p)
+
+
+def unsimplified_gradient(y, z):
+    """∂L/∂ŷ · ∂ŷ/∂z written out as two factors: right until σ(z) rounds to 0 or 1."""
+    p = tf.math.sigmoid(z)
+    return (p - y) / (p * (1 - p)) * sigmoid_slope(z) / n_of(z)
+
+
+def epoch_with(order=None, drop_last=False, unpaired=False, start_gradients=False, summed=False, decay=True):
+    """One epoch of mini-batch SGD on the lesson's network, with one step done wrong on purpose."""
+    gradients = gradients_with()
+    step = sgd_with(lambda p, g, lr, wd: p - lr * g - lr * wd * p)
+    shuffle = order or (lambda n, seed: tf.random.experimental.stateless_shuffle(tf.range(n), seed=seed))
+
+    def sgd_epoch(params, x, y, batch_size, learning_rate, weight_decay, seed):
+        n = x.shape[0]
+        visit = shuffle(n, seed)
+        start = params
+        last = n - n % batch_size if drop_last else n
+        for first in range(0, last, batch_size):
+            batch = visit[first:first + batch_size]
+            y_batch = y[first:first + batch_size] if unpaired else tf.gather(y, batch)
+            grads = gradients(tf.gather(x, batch), y_batch, *(start if start_gradients else params))
+            if summed:
+                grads = [g * tf.cast(tf.size(batch), g.dtype) for g in grads]
+            params = step(params, grads, learning_rate, weight_decay if decay else 0.0)
+        return params, visit
+    return sgd_epoch
+
+
 def adam_with(m_rule=None, v_rule=None, correct=True, root=tf.sqrt, sign=-1.0):
     """One Adam step, with one part done wrong on purpose."""
     def adam_step(theta, grad, m, v, t, learning_rate, beta_1, beta_2, epsilon):
@@ -68,18 +105,15 @@ MUTANTS = {
                                                                  + tf.cast(b, tf.float32)),
         "always relu": lambda x, W, b, activation: tf.nn.relu(x @ W + b),
     },
-    "02-binary_cross_entropy": {
-        "sum instead of mean": lambda y, p: -tf.reduce_sum(bce_terms(y, p)),
-        "minus sign missing": lambda y, p: tf.reduce_mean(bce_terms(y, p)),
-        "no (1 − y) term": lambda y, p: -tf.reduce_mean(y * tf.math.log(tf.clip_by_value(p, EPS, 1 - EPS))),
-        "terms swapped": lambda y, p: -tf.reduce_mean(bce_terms(1 - y, p)),
-        "no clipping: inf at 0 and 1":
-            lambda y, p: -tf.reduce_mean(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)),
-        "epsilon too large": lambda y, p: -tf.reduce_mean(
-            y * tf.math.log(tf.clip_by_value(p, 1e-3, 1 - 1e-3))
-            + (1 - y) * tf.math.log(1 - tf.clip_by_value(p, 1e-3, 1 - 1e-3))),
-        "per-example losses, not averaged": lambda y, p: -bce_terms(y, p),
-        "log10": lambda y, p: -tf.reduce_mean(bce_terms(y, p)) / np.log(10.0),
+    "02-bce_gradient": {
+        "1/N missing": lambda y, z: tf.math.sigmoid(z) - y,
+        "label minus prediction": lambda y, z: (y - tf.math.sigmoid(z)) / n_of(z),
+        "σ′ multiplied in again": lambda y, z: (tf.math.sigmoid(z) - y) * sigmoid_slope(z) / n_of(z),
+        "not simplified: 0/0 where σ(z) rounds to 0 or 1": unsimplified_gradient,
+        "logit instead of probability": lambda y, z: (z - y) / n_of(z),
+        "averaged over the batch": lambda y, z: tf.reduce_mean(tf.math.sigmoid(z) - y),
+        "always float32": lambda y, z: (tf.math.sigmoid(tf.cast(z, tf.float32)) - tf.cast(y, tf.float32))
+        / tf.cast(tf.size(z), tf.float32),
     },
     "02-binary_cross_entropy_from_logits": {
         "sum instead of mean": lambda y, z: tf.reduce_sum(stable_terms(y, z)),
@@ -111,6 +145,20 @@ MUTANTS = {
         "label minus prediction": gradients_with(scale=-1.0),
         "returns three gradients": lambda *args: gradients_with()(*args)[:3],
     },
+    "02-sgd_epoch": {
+        "no shuffle": epoch_with(order=lambda n, seed: tf.range(n)),
+        "drops the last, smaller batch": epoch_with(drop_last=True),
+        "one permutation for every epoch (seed ignored)":
+            epoch_with(order=lambda n, seed: tf.random.experimental.stateless_shuffle(tf.range(n), seed=[0, 0])),
+        "a stateful shuffle: a new order on every call": epoch_with(order=lambda n, seed: tf.random.shuffle(tf.range(n))),
+        "indices drawn with replacement": epoch_with(
+            order=lambda n, seed: tf.random.stateless_uniform([n], seed=seed, maxval=n, dtype=tf.int32)),
+        "labels not reordered with the inputs": epoch_with(unpaired=True),
+        "every gradient at the starting parameters": epoch_with(start_gradients=True),
+        "sums instead of means": epoch_with(summed=True),
+        "weight decay ignored": epoch_with(decay=False),
+        "returns only the parameters": lambda *args: epoch_with()(*args)[0],
+    },
     "02-adam_step": {
         "no bias correction": adam_with(correct=False),
         "v averages g, not g²": adam_with(v_rule=lambda v, g, b: b * v + (1 - b) * tf.abs(g)),
@@ -122,17 +170,29 @@ MUTANTS = {
 }
 
 
+def numpy_order_epoch(params, x, y, batch_size, learning_rate, weight_decay, seed):
+    order = np.random.default_rng(list(seed)).permutation(x.shape[0])
+    gradients, start = gradients_with(), 0
+    while start < len(order):
+        batch = order[start:start + batch_size]
+        grads = gradients(tf.gather(x, batch), tf.gather(y, batch), *params)
+        params = [p - learning_rate * (g + weight_decay * p) for p, g in zip(params, grads)]
+        start += batch_size
+    return params, tf.constant(order)
+
+
 def test_reasonable_variants_pass():
     """Answers that differ from the solution only in harmless ways are accepted."""
     variants = {
         "02-dense": lambda x, W, b, activation: activation(tf.einsum("bi,iu->bu", x, W) + b[None, :]),
-        # ε inside the log instead of clipping: ≈1% off Keras at exact 0 and 1, still fine
-        "02-binary_cross_entropy": lambda y, p: -tf.reduce_mean(
-            y * tf.math.log(p + EPS) + (1 - y) * tf.math.log(1 - p + EPS)),
+        # the mean's 1/N from the static shape, σ from Keras
+        "02-bce_gradient": lambda y, z: (keras.activations.sigmoid(z) - y) / np.prod(z.shape),
         "02-binary_cross_entropy_from_logits":
             lambda y, z: tf.reduce_mean(tf.nn.softplus(z) - z * y),
         "02-sgd_step": lambda params, grads, lr, wd: tuple(
             (1 - lr * wd) * p - lr * g for p, g in zip(params, grads)),
+        # any order fixed by the seed will do, here NumPy's; and a while loop over the batches
+        "02-sgd_epoch": numpy_order_epoch,
     }
     for exercise, answer in variants.items():
         for seed in SEEDS:
@@ -152,10 +212,20 @@ def test_messages_name_the_likely_cause():
     def message(exercise, mutant):
         return checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message
 
-    assert "mean" in message("02-binary_cross_entropy", "sum instead of mean")
-    assert "clip" in message("02-binary_cross_entropy", "no clipping: inf at 0 and 1")
-    assert "1e-7" in message("02-binary_cross_entropy", "epsilon too large")
-    assert "tf.reduce_mean" in message("02-binary_cross_entropy", "per-example losses, not averaged")
+    assert "1/N is missing" in message("02-bce_gradient", "1/N missing")
+    assert "sign is flipped" in message("02-bce_gradient", "label minus prediction")
+    assert "once too often" in message("02-bce_gradient", "σ′ multiplied in again")
+    assert "cancels" in message("02-bce_gradient", "not simplified: 0/0 where σ(z) rounds to 0 or 1")
+    assert "one entry per logit" in message("02-bce_gradient", "averaged over the batch")
+    assert "shuffle" in message("02-sgd_epoch", "no shuffle")
+    assert "smaller batch is skipped" in message("02-sgd_epoch", "drops the last, smaller batch")
+    assert "fresh order" in message("02-sgd_epoch", "one permutation for every epoch (seed ignored)")
+    assert "same seed" in message("02-sgd_epoch", "a stateful shuffle: a new order on every call")
+    assert "with replacement" in message("02-sgd_epoch", "indices drawn with replacement")
+    assert "same rows of x and of y" in message("02-sgd_epoch", "labels not reordered with the inputs")
+    assert "starting parameters" in message("02-sgd_epoch", "every gradient at the starting parameters")
+    assert "mean loss" in message("02-sgd_epoch", "sums instead of means")
+    assert "weight decay is missing" in message("02-sgd_epoch", "weight decay ignored")
     assert "capped near 16" in message("02-binary_cross_entropy_from_logits", "through clipped probabilities")
     assert "stable form" in message("02-binary_cross_entropy_from_logits", "naive log(1 + exp(−z))")
     assert "tf.where" in message("02-binary_cross_entropy_from_logits",

@@ -31,7 +31,9 @@ def decision_surface(predict: Callable[[np.ndarray], np.ndarray], points: np.nda
                      labels: np.ndarray | None = None, extent: float = 3.0, title: str = ""):
     """Shade a model's output over the plane and draw its 0.5 contour (the decision boundary).
 
-    ``predict`` maps an ``[n, 2]`` array of points to ``n`` outputs in [0, 1].
+    ``predict`` maps an ``[n, 2]`` array of points to ``n`` outputs in [0, 1]. ``points`` are
+    drawn as dots coloured by ``labels`` (0 blue, 1 red); with labels, every point the model
+    gets wrong (output on the wrong side of 0.5) is ringed in black and counted in the legend.
     """
     grid = np.linspace(-extent, extent, 201)
     xx, yy = np.meshgrid(grid, grid)
@@ -40,7 +42,18 @@ def decision_surface(predict: Callable[[np.ndarray], np.ndarray], points: np.nda
     shade = ax.contourf(xx, yy, zz, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
     ax.contour(xx, yy, zz, levels=[0.5], colors="black", linewidths=1.5)
     if points is not None:
-        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", edgecolors="black", s=18)
+        points = np.asarray(points)
+        if labels is None:
+            ax.scatter(points[:, 0], points[:, 1], c="white", edgecolors="black", s=18)
+        else:
+            is_one = np.ravel(np.asarray(labels)) > 0.5
+            for mask, colour, name in [(~is_one, "tab:blue", "label 0"), (is_one, "tab:red", "label 1")]:
+                ax.scatter(points[mask, 0], points[mask, 1], c=colour, edgecolors="white", linewidths=0.6,
+                           s=20, label=name)
+            wrong = (np.ravel(np.asarray(predict(points))) > 0.5) != is_one
+            ax.scatter(points[wrong, 0], points[wrong, 1], facecolors="none", edgecolors="black",
+                       linewidths=1.4, s=70, label=f"misclassified ({wrong.sum()} of {len(wrong)})")
+            ax.legend(loc="upper left", fontsize=7, framealpha=0.85)
     fig.colorbar(shade, ax=ax, label="output")
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title, aspect="equal")
     fig.tight_layout()
@@ -419,5 +432,64 @@ def accuracy_bars_over_seeds(conditions: list[str], accuracy: dict[str, np.ndarr
     ax.set_xticks(np.arange(len(conditions)), conditions)
     ax.set(ylabel="accuracy", ylim=(0, 1.05), title=title)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    plt.show()
+
+
+def curves_with_seed_range(curves: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
+                           title: str = "", baselines: dict[str, float] | None = None, log_x: bool = False,
+                           ylim: tuple[float | None, float | None] | None = None,
+                           styles: dict[str, str] | None = None, window: int = 1):
+    """Several curves, each measured on several seeds and each on its own x values: a
+    learning-rate sweep per optimizer, or a loss per epoch per setting.
+
+    ``curves[name]`` is ``(x, values)`` with ``values`` of shape ``[seeds, len(x)]``: the line is
+    the mean over seeds and the shaded band runs from the worst seed to the best. ``baselines``
+    draws labelled horizontal levels (chance, the best straight line); ``styles`` gives a line
+    style per name (e.g. "--" for validation curves). ``window`` > 1 first averages each seed's
+    curve over that many consecutive points (a running mean, plotted at the window's end), for
+    curves that jump from step to step.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
+    for name, (x, values) in curves.items():
+        values = np.atleast_2d(values)
+        x = np.asarray(x)
+        if window > 1:
+            kernel = np.ones(window) / window
+            values = np.stack([np.convolve(row, kernel, mode="valid") for row in values])
+            x = x[window - 1:]
+        marker = "o" if len(x) <= 12 else None
+        line, = ax.plot(x, values.mean(axis=0), (styles or {}).get(name, "-"), marker=marker,
+                        label=f"{name} (mean of {len(values)} seeds)")
+        ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    for (name, level), style in zip((baselines or {}).items(), ["--", ":", "-."]):
+        ax.axhline(level, color="gray", ls=style, lw=1, label=f"{name} ({level:.3g})")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    plt.show()
+
+
+def layered_network(sizes: list[int], labels: list[str], title: str = ""):
+    """Draw a small fully connected network: one column of units per layer (``sizes``), each
+    unit joined to every unit of the next layer, and ``labels`` naming the layers below."""
+    fig, ax = plt.subplots(figsize=(1.9 * len(sizes) + 1, 2.9), dpi=FIGURE_DPI)
+    tallest = max(sizes)
+    columns = [np.linspace(-(n - 1) / 2, (n - 1) / 2, n) * min(1.0, 6 / tallest) for n in sizes]
+    for k in range(len(sizes) - 1):
+        for y0 in columns[k]:
+            for y1 in columns[k + 1]:
+                ax.plot([k, k + 1], [y0, y1], color="#999999", lw=0.8, zorder=1)
+    for k, ys in enumerate(columns):
+        ax.scatter(np.full(len(ys), k), ys, s=260, color="#e8f0fb", edgecolors="#3465a4", linewidths=1.5, zorder=2)
+    low = min(ys.min() for ys in columns) - 0.9
+    for k, label in enumerate(labels):
+        ax.text(k, low, label, ha="center", va="top", fontsize=10)
+    ax.set(xlim=(-0.6, len(sizes) - 0.4), ylim=(low - 0.9, max(ys.max() for ys in columns) + 0.6), title=title)
+    ax.axis("off")
     fig.tight_layout()
     plt.show()

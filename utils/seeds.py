@@ -9,7 +9,9 @@ make alone. Only the bookkeeping is shared: one traced step moves every copy, an
 models, whose time goes into launching operations rather than arithmetic, cost about what
 one copy costs.
 """
+import contextlib
 import dataclasses
+import logging
 from typing import Callable, Sequence
 
 import keras
@@ -161,7 +163,26 @@ def _predict(forward, x, batch_size):
     """Outputs of every copy on ``x``, read in chunks of many batches (no gradients are kept)."""
     x = tf.convert_to_tensor(x, dtype=forward.input_signature[0].dtype)
     chunk = EVAL_BATCHES * batch_size
-    return tf.concat([forward(x[start:start + chunk]) for start in range(0, int(x.shape[0]), chunk)], axis=1)
+    with _first_traces_expected():
+        return tf.concat([forward(x[start:start + chunk]) for start in range(0, int(x.shape[0]), chunk)], axis=1)
+
+
+class _RetracingWarning(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _first_traces_expected():
+    """Every fit makes and traces its own forward function once, by design. TensorFlow counts
+    those first traces of one piece of code together and would warn of "retracing" after a
+    few fits; the warning is held back here only, not for the learner's own functions."""
+    quiet = _RetracingWarning()
+    tf.get_logger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(quiet)
 
 
 def _scores(forward, loss, metrics, x, y, batch_size):

@@ -235,6 +235,70 @@ def check_softmax(softmax, rng: np.random.Generator) -> str:
             "logits of ±1000, with finite gradients.")
 
 
+def _log_softmax_causes(z: np.ndarray) -> dict:
+    """What the usual mistakes return for logits z (computed only for a wrong answer)."""
+    c = z.max(axis=-1, keepdims=True)
+    log_sum = np.log(np.exp(z - c).sum(axis=-1, keepdims=True))
+    causes = {
+        "the shift is not undone: log Σ_k e^{z_k} is c + log Σ_k e^{z_k − c}, so subtract c as well.":
+            lambda: z - log_sum,
+        "the log of the denominator is missing: log s_i = (z_i − c) − log Σ_k e^{z_k − c}.": lambda: z - c,
+        "the sign is flipped: log s_i ≤ 0, since every probability is at most 1.": lambda: log_sum - (z - c),
+    }
+    if z.ndim >= 2:
+        causes["you normalised over the first axis; log-softmax works on each row, over the last axis "
+               "(axis=-1)."] = lambda: tf.nn.log_softmax(z, axis=0).numpy()
+    return causes
+
+
+@register("01-log_softmax")
+def check_log_softmax(log_softmax, rng: np.random.Generator) -> str:
+    for z in _softmax_inputs(rng):
+        what = f"log_softmax(z) for {z.dtype.name} z of shape {z.shape}"
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            got = to_numpy(call(log_softmax, tf.constant(z), what=what), what)
+        if got.shape != z.shape:
+            raise CheckFailed(f"{what} has shape {got.shape}, expected {z.shape}: one log-probability per "
+                              "logit. Did the max or the sum lose its axis? Use keepdims=True.")
+        expect_dtype(got, z.dtype, what)
+        if not np.isfinite(got).all():
+            row = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0][:-1])
+            where = f"in row {list(row)} " if row else ""
+            value = got[row][~np.isfinite(got[row])][0]
+            if z[row].max() < z.max() - 100:
+                hint = ("this row's logits all lie far below the largest logit of the whole tensor: "
+                        "shift each row by its own max (tf.reduce_max(z, axis=-1, keepdims=True)).")
+            elif np.isfinite(got[row]).any():  # only the row's small logits broke: an underflow
+                hint = ("a probability underflowed to 0 and its log is −inf: never take the log of a "
+                        "probability. Write log s_i directly in the logits, with the max subtracted, so that "
+                        "the only log taken is of a sum that cannot be smaller than 1.")
+            else:  # the whole row broke: an overflow in the shared sum
+                hint = ("exp of a large logit overflows to inf: subtract the row's max before any exp, "
+                        "and take the log of the shifted sum.")
+            raise CheckFailed(f"{what} returned {value} {where}(logits {z[row]}): {hint}")
+        expect_close(got, tf.nn.log_softmax(z).numpy(), what, reference="tf.nn.log_softmax", **tolerances(z.dtype),
+                     likely_causes=_log_softmax_causes(z))
+    for dtype in FLOAT_TYPES:
+        z = np.array([[1000.0, -1000.0, 0.5], [2.0, 1.0, 0.1], [0.0, -200.0, -50.0]], dtype)
+        y, grad = value_and_gradient(log_softmax, z, what="log_softmax(z)")
+        if not tf.is_tensor(y) or grad is None:
+            raise CheckFailed("tf.GradientTape finds no path from z to log_softmax(z): build it from "
+                              "TensorFlow ops on z (tf.exp, tf.math.log, tf.reduce_max, tf.reduce_sum), no "
+                              "NumPy in between.")
+        got = grad.numpy()
+        if not np.isfinite(got).all():
+            raise CheckFailed("the gradient of log_softmax(z) is not finite at logits of ±1000, though its "
+                              "values are fine: keep every exp's argument ≤ 0 and take no log of anything "
+                              "that can round to 0.")
+        # d/dz_j of Σ_i log s_i = 1 − K s_j: the reference is the tape through tf.nn.log_softmax.
+        expected = value_and_gradient(tf.nn.log_softmax, z, what="tf.nn.log_softmax(z)")[1].numpy()
+        expect_close(got, expected, f"the gradient of Σ_i log_softmax(z)_i for {np.dtype(dtype).name} z",
+                     reference="tf.GradientTape through tf.nn.log_softmax",
+                     **{k: 10 * v for k, v in tolerances(dtype).items()})
+    return ("matches tf.nn.log_softmax over the last axis in float32 and float64, finite for logits of "
+            "±1000 and for probabilities that underflow, with gradients as tf.GradientTape gives.")
+
+
 def _reference_jacobian(z: np.ndarray) -> np.ndarray:
     """d softmax(z)_i / d z_j for every row of z, by tf.GradientTape through tf.nn.softmax.
 
@@ -263,9 +327,8 @@ def check_softmax_jacobian(softmax_jacobian, rng: np.random.Generator) -> str:
             with np.errstate(over="raise", invalid="raise", divide="raise"):
                 got = to_numpy(call(softmax_jacobian, tf.constant(z), what=what), what)
             if got.shape != (batch, n, n):
-                raise CheckFailed(f"{what} has shape {got.shape}, expected {(batch, n, n)}: one n×n matrix "
-                                  "J[i, j] = ∂s_i/∂z_j per row of z (tf.linalg.diag and s[:, :, None] "
-                                  "* s[:, None, :] build such batches).")
+                raise CheckFailed(f"{what} has shape {got.shape}, expected {(batch, n, n)}: one K×K matrix "
+                                  "per row b of z, with J[b, i, j] = ∂s_i/∂z_j (K = number of logits).")
             expect_dtype(got, z.dtype, what)
             if np.isnan(got).any():
                 raise CheckFailed(f"{what} contains NaN (logits {z.tolist()}): build it from a softmax "

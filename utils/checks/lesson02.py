@@ -1,10 +1,13 @@
 """Checks for lesson 02, training a network.
 
-The dense layer is compared with ``keras.layers.Dense`` holding the same weights, the two
-losses with ``keras.losses.BinaryCrossentropy`` (from probabilities and from logits, on
-random batches and on the extreme values where a naive formula breaks), and the update
-rule with one step of ``keras.optimizers.SGD(learning_rate, weight_decay=...)`` on the
-same tensors.
+The dense layer is compared with ``keras.layers.Dense`` holding the same weights; the gradient
+at the logits, which the learner derives, with ``tf.GradientTape`` through the loss (also where
+σ(z) rounds to 0 or 1); the loss from logits with ``keras.losses.BinaryCrossentropy`` on random
+batches and on the extreme values where a naive formula breaks; the update rule with one step
+of ``keras.optimizers.SGD(learning_rate, weight_decay=...)``; backpropagation with
+``tf.GradientTape``; one epoch of mini-batch SGD by replaying the order it reports (a
+permutation, fixed by the seed, fresh each epoch) with one Keras SGD step per batch; and Adam
+with ``keras.optimizers.Adam`` fed the same gradients.
 """
 import keras
 import numpy as np
@@ -98,41 +101,71 @@ def _loss_causes(expected: float, y: np.ndarray, per_example: np.ndarray, wrong_
     }
 
 
-@register("02-binary_cross_entropy")
-def check_binary_cross_entropy(bce, rng: np.random.Generator) -> str:
-    keras_bce = keras.losses.BinaryCrossentropy()
-    for shape in _batch_shapes(rng):
-        y = _labels(rng, shape)
-        p = rng.uniform(0.01, 0.99, size=shape).astype(np.float32)
-        got, what = _scalar_loss(bce, "binary_cross_entropy", y, p, "y_pred")
-        expect_dtype(got, np.float32, what)
-        expected = keras_bce(y, p).numpy()
-        per_example = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-        wrong_side = -((1 - y) * np.log(p) + y * np.log(1 - p))
-        expect_close(got, expected, what, reference="keras.losses.BinaryCrossentropy()",
-                     likely_causes=_loss_causes(expected, y, per_example, wrong_side), **tolerances(np.float32))
+# --- the gradient at the logits -------------------------------------------------------------
 
-    # Predictions of exactly 0 and 1, right and wrong: log(0) = -inf unless the answer guards it.
-    y = np.array([1, 0, 1, 0, 1, 0, 1, 0], np.float32)
-    p = np.array([1, 0, 0, 1, 0.5, 0.5, 1e-9, 1 - 1e-8], np.float32)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        got, what = _scalar_loss(bce, "binary_cross_entropy", y, p, "y_pred")
-    if not np.isfinite(got):
+SATURATED_LOGITS = [-100.0, -40.0, -20.0, 20.0, 40.0, 100.0]  # σ(z) rounds to 0 or 1 in float32
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(tf.math.sigmoid(tf.constant(z)))
+
+
+def _tape_gradient(y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """∂L/∂z of the mean binary cross-entropy from logits, by tf.GradientTape: the reference."""
+    z = tf.constant(z)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.constant(y), logits=z))
+    return tape.gradient(loss, z).numpy()
+
+
+def _gradient_causes(y: np.ndarray, z: np.ndarray) -> dict:
+    """What the usual slips in deriving ∂L/∂z give, for these labels and logits."""
+    p, n = _sigmoid(z), y.size
+    return {
+        "the 1/N is missing: L is the mean over the batch, so each example's term carries 1/N.": p - y,
+        "the sign is flipped: the loss falls as z moves towards the label, so ∂L/∂z = (prediction − label)/N.":
+            (y - p) / n,
+        "σ′(z) = ŷ(1 − ŷ) is multiplied in once too often: ∂L/∂ŷ already has ŷ(1 − ŷ) in its denominator, "
+        "and the chain rule multiplies by σ′(z) once, so they cancel.": (p - y) * p * (1 - p) / n,
+        "the logit z stands where the probability ŷ = σ(z) should be.": (z - y) / n,
+    }
+
+
+@register("02-bce_gradient")
+def check_bce_gradient(bce_gradient, rng: np.random.Generator) -> str:
+    name = "bce_gradient"
+    for shape in _batch_shapes(rng):
+        for dtype in FLOAT_TYPES:
+            y = _labels(rng, shape).astype(dtype)
+            z = rng.normal(scale=3.0, size=shape).astype(dtype)
+            what = f"{name}(y_true, logits) for {dtype.__name__} logits of shape {z.shape}"
+            got = to_numpy(call(bce_gradient, tf.constant(y), tf.constant(z), what=what), what)
+            if got.shape != z.shape:
+                hint = (" You returned one number: the gradient has one entry per logit, ∂L/∂z_i, so do not "
+                        "sum or average over the batch." if got.ndim == 0 or (got.size == 1 and z.size > 1) else "")
+                raise CheckFailed(f"{what} has shape {got.shape}; it must have the shape of the logits, "
+                                  f"{z.shape}.{hint}")
+            expect_dtype(got, dtype, what)
+            expect_close(got, _tape_gradient(y, z), what, inputs=z, reference="tf.GradientTape",
+                         likely_causes=_gradient_causes(y, z), **tolerances(dtype))
+
+    # Confident logits, right and wrong: where σ(z) rounds to 0 or 1, an unsimplified formula divides 0 by 0.
+    z = np.array(SATURATED_LOGITS * 2, np.float32)
+    y = np.repeat(np.array([0.0, 1.0], np.float32), len(SATURATED_LOGITS))
+    what = f"{name}(y_true, logits) at logits of ±20, ±40 and ±100"
+    with np.errstate(all="ignore"):
+        got = to_numpy(call(bce_gradient, tf.constant(y), tf.constant(z), what=what), what)
+    if got.shape == z.shape and not np.isfinite(got).all():
+        at = int(np.flatnonzero(~np.isfinite(got))[0])
         raise CheckFailed(
-            f"binary_cross_entropy returned {got} when some predictions are exactly 0 or 1 "
-            "(log 0 = −inf, and 0 · log 0 is nan). Keep ŷ away from 0 and 1 first, as Keras does: "
-            "tf.clip_by_value(y_pred, ε, 1 − ε) with ε = 1e-7 (keras.backend.epsilon())."
-        )
-    expected = keras_bce(y, p).numpy()
-    # Clipping to [ε, 1−ε] (Keras) and adding ε inside the log differ by ~1% here; both are fine.
-    if not np.isclose(got, expected, rtol=0.02):
-        raise CheckFailed(
-            f"with predictions of exactly 0 and 1, {what} is {got:.4g}; Keras, which clips ŷ to "
-            f"[1e-7, 1 − 1e-7], gives {expected:.4g}. A confidently wrong prediction should cost "
-            "about −log(1e-7) ≈ 16: use ε = 1e-7 (keras.backend.epsilon()), not a larger one."
-        )
-    return ("matches keras.losses.BinaryCrossentropy() on batches of 1 to 32, as [batch] and "
-            "[batch, 1], and stays finite (≈ Keras's clipped value) at ŷ = 0 and ŷ = 1.")
+            f"{what} is {got[at]} at z = {z[at]:g}, y = {y[at]:g}: there σ(z) is 0 or 1 in float32, so "
+            "ŷ(1 − ŷ) is 0 and a formula that divides by it gives nan or inf. Simplify the product of "
+            "the chain rule by hand before you code it: the factor ŷ(1 − ŷ) cancels.")
+    expect_close(got, _tape_gradient(y, z), what, inputs=z, reference="tf.GradientTape", rtol=1e-5, atol=1e-7,
+                 likely_causes=_gradient_causes(y, z))
+    return ("matches tf.GradientTape for batches of 1 to 32, as [batch] and [batch, 1], float32 and "
+            "float64, and stays exact at logits of ±100.")
 
 
 CAPPED = ("Your loss seems to go through σ(z) and clipped probabilities: it loses precision where "
@@ -363,6 +396,166 @@ def check_two_layer_gradients(two_layer_gradients, rng: np.random.Generator) -> 
                              likely_causes={cause: wrong[k] for cause, wrong in mistakes.items()})
     return ("dW1, db1, dW2 and db2 match tf.GradientTape for hidden layers of 1 to 16 units, "
             "float32 and float64.")
+
+
+# --- one epoch of mini-batch SGD ------------------------------------------------------------
+
+# (examples, inputs, hidden units, batch size): a partial last batch, batches that divide the
+# data, one batch larger than the data, and batches of one
+EPOCH_CASES = [(10, 2, 3, 3), (8, 3, 4, 4), (5, 2, 3, 8), (7, 2, 2, 1)]
+EPOCH_TOOLS = ("tf.random.experimental.stateless_shuffle(tf.range(n), seed) gives such an order, the same "
+               "one every time for the same seed")
+
+
+def _net_loss(x, y, params):
+    """Mean binary cross-entropy of the lesson's network, z = relu(x W1 + b1) W2 + b2, by TensorFlow."""
+    W1, b1, W2, b2 = params
+    z = (tf.matmul(tf.nn.relu(tf.matmul(x, W1) + b1), W2) + b2)[:, 0]
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+
+
+def _keras_epoch(params, x, y, batches, learning_rate, weight_decay, *, start_gradients=False, scale=None):
+    """The parameters after one keras.optimizers.SGD(learning_rate, weight_decay) step per batch
+    (index arrays, in order), each with the tf.GradientTape gradient at the current parameters.
+
+    ``start_gradients`` takes every gradient at the starting parameters and ``scale`` multiplies
+    each batch's gradient by a number of that batch: two wrong versions, for the messages. One
+    optimizer and one set of variables per shapes is built once and reused (see built_once)."""
+    shapes = [p.shape for p in params]
+
+    def make():
+        variables = [tf.Variable(np.zeros(shape, np.float32)) for shape in shapes]
+        optimizer = keras.optimizers.SGD()
+        optimizer.build(variables)
+        return optimizer, variables, [v.numpy() for v in optimizer.variables]
+
+    optimizer, variables, new = built_once(make, "sgd_epoch", *shapes)
+    optimizer.set_weights(new)
+    optimizer.learning_rate, optimizer.weight_decay = learning_rate, weight_decay
+    for variable, p in zip(variables, params):
+        variable.assign(p)
+    start = [tf.constant(p) for p in params]
+    for batch in batches:
+        xb, yb = tf.constant(x[batch]), tf.constant(y[batch])
+        with tf.GradientTape() as tape:
+            tape.watch(start)
+            loss = _net_loss(xb, yb, start if start_gradients else variables)
+        grads = tape.gradient(loss, start if start_gradients else variables)
+        if scale is not None:
+            grads = [g * scale(batch) for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
+    return [v.numpy() for v in variables]
+
+
+def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _epoch_causes(params, x, y, order, batch_size, lr, wd) -> dict:
+    """The parameters the usual mistakes give, visiting the examples in ``order``: computed only
+    if the answer is wrong."""
+    batches = _batches(order, batch_size)
+    n = len(order)
+    causes = {
+        "the last, smaller batch is skipped: when batch_size does not divide N, the examples left "
+        "over still form a batch of their own.":
+            lambda: _keras_epoch(params, x, y, [b for b in batches if len(b) == batch_size], lr, wd),
+        "the labels are not reordered with the inputs: take the same rows of x and of y.":
+            lambda: _keras_epoch_unpaired(params, x, y, order, batch_size, lr, wd),
+        "every batch's gradient is taken at the starting parameters: compute each one at the "
+        "parameters the previous step left.":
+            lambda: _keras_epoch(params, x, y, batches, lr, wd, start_gradients=True),
+        "the epoch takes a single step: take one step per batch.":
+            lambda: _keras_epoch(params, x, y, [order], lr, wd),
+        "the batch gradients are sums over their examples: each is the gradient of the batch's "
+        "mean loss, which two_layer_gradients already gives.":
+            lambda: _keras_epoch(params, x, y, batches, lr, wd, scale=len),
+        "the weight decay is missing: each step is your sgd_step with weight_decay.":
+            lambda: _keras_epoch(params, x, y, batches, lr, 0.0),
+    }
+    if n % batch_size == 0:
+        del causes[next(iter(causes))]
+    return causes
+
+
+def _keras_epoch_unpaired(params, x, y, order, batch_size, lr, wd):
+    """Batches of x in ``order`` with the labels taken in their original order."""
+    y_in_place = np.empty_like(y)
+    y_in_place[order] = y  # so that y_in_place[order[k]] = y[k]
+    return _keras_epoch(params, x, y_in_place, _batches(order, batch_size), lr, wd)
+
+
+def _epoch_order(result, n: int, what: str) -> tuple[list, np.ndarray]:
+    """The (new params, order) pair an sgd_epoch answer returns, checked for form."""
+    if not isinstance(result, (list, tuple)) or len(result) != 2:
+        raise CheckFailed(f"{what} returned {type(result).__name__}; return the pair (new params, order), "
+                          "order being the permutation of 0 … N−1 the epoch used.")
+    new, order = result
+    if not isinstance(new, (list, tuple)) or len(new) != 4:
+        raise CheckFailed(f"the new params from {what} are not a list of four tensors [W1, b1, W2, b2].")
+    order = to_numpy(order, f"the order from {what}")
+    if order.shape != (n,):
+        raise CheckFailed(f"the order from {what} has shape {order.shape}; it lists the N = {n} examples in "
+                          f"the order the epoch visited them, shape ({n},).")
+    if not np.array_equal(np.sort(order), np.arange(n)):
+        counts = np.bincount(order.astype(int).clip(0, n), minlength=n + 1)[:n]
+        missing, repeated = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+        raise CheckFailed(
+            f"the order from {what} is {order.tolist()}, not a permutation of 0 … {n - 1}: "
+            f"{'examples ' + str(missing.tolist()) + ' never visited' if missing.size else ''}"
+            f"{', ' if missing.size and repeated.size else ''}"
+            f"{'examples ' + str(repeated.tolist()) + ' visited twice' if repeated.size else ''}. "
+            "An epoch visits every example exactly once: shuffle the indices 0 … N−1, do not draw them "
+            f"at random with replacement. {EPOCH_TOOLS}.")
+    return list(new), order.astype(np.int64)
+
+
+@register("02-sgd_epoch")
+def check_sgd_epoch(sgd_epoch, rng: np.random.Generator) -> str:
+    orders = {}  # (case, epoch) -> order
+    for case, (n, inputs, hidden, batch_size) in enumerate(EPOCH_CASES):
+        x = rng.normal(size=(n, inputs)).astype(np.float32)
+        y = (np.arange(n) % 2)[rng.permutation(n)].astype(np.float32)
+        params = [rng.normal(size=(inputs, hidden)), rng.normal(scale=0.5, size=hidden),
+                  rng.normal(size=(hidden, 1)), rng.normal(scale=0.5, size=1)]
+        params = [p.astype(np.float32) for p in params]
+        lr = float(rng.uniform(0.2, 0.8))
+        wd = 0.0 if case == 1 else float(rng.uniform(0.05, 0.3))
+        run = int(rng.integers(0, 10_000))
+        for epoch in (0, 1, 0):
+            seed = [run, epoch]
+            what = (f"sgd_epoch(params, x, y, batch_size={batch_size}, learning_rate={lr:.3g}, "
+                    f"weight_decay={wd:.3g}, seed={seed}) with N = {n} examples")
+            result = call(sgd_epoch, [tf.constant(p) for p in params], tf.constant(x), tf.constant(y), batch_size,
+                          lr, wd, seed, what=what)
+            new, order = _epoch_order(result, n, what)
+            if (case, epoch) in orders and not np.array_equal(orders[case, epoch], order):
+                raise CheckFailed(
+                    f"{what} visited the examples in the order {order.tolist()}, but in the order "
+                    f"{orders[case, epoch].tolist()} the first time, with the same seed. The order must "
+                    f"depend on the seed alone, so that a run can be repeated: {EPOCH_TOOLS}.")
+            orders[case, epoch] = order
+            expected = _keras_epoch(params, x, y, _batches(order, batch_size), lr, wd)
+            causes = _epoch_causes(params, x, y, order, batch_size, lr, wd)
+            for k, name in enumerate(("W1", "b1", "W2", "b2")):
+                out = f"the new {name} from {what}"
+                got = to_numpy(new[k], out)
+                expect_close(got, expected[k], out,
+                             reference=("keras.optimizers.SGD replaying your order, one step per batch (your "
+                                        "epoch runs your two_layer_gradients and sgd_step: pass their checks "
+                                        "first)"),
+                             rtol=1e-4, atol=1e-5,
+                             likely_causes={cause: (lambda make=make, k=k: make()[k]) for cause, make in causes.items()})
+    if all(np.array_equal(order, np.arange(len(order))) for order in orders.values()):
+        raise CheckFailed("sgd_epoch visits the examples in their stored order, 0, 1, 2, …, every epoch: shuffle "
+                          f"them first, so that the batches differ from epoch to epoch. {EPOCH_TOOLS}.")
+    if all(np.array_equal(orders[case, 0], orders[case, 1]) for case in range(len(EPOCH_CASES))):
+        raise CheckFailed("sgd_epoch visits the examples in the same order for the seeds [run, 0] and [run, 1]: "
+                          "each epoch needs a fresh order, drawn from its own seed. "
+                          f"{EPOCH_TOOLS}.")
+    return ("visits every example once per epoch, in an order fixed by the seed and fresh for each epoch, "
+            "in batches with a smaller last one, and matches one keras.optimizers.SGD step per batch, for "
+            "4 data and batch sizes.")
 
 
 # --- Adam ----------------------------------------------------------------------------------

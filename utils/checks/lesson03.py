@@ -110,12 +110,18 @@ def _states_by_hand(x, h0, weights, *, first=None, feed_back=True, activation=np
     return np.stack(states, axis=1)
 
 
+def _sequence_case(rng: np.random.Generator, batch: int, time: int, features: int, units: int):
+    """Random weights, a sequence x [batch, time, features] and a start state h0 [batch, units]."""
+    weights = _weights(rng, features, units)
+    x = rng.normal(size=(batch, time, features)).astype(np.float32)
+    h0 = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+    return weights, x, h0
+
+
 @register("03-rnn_forward")
 def check_rnn_forward(rnn_forward, rng: np.random.Generator) -> str:
     for batch, time, features, units in FORWARD_CASES:
-        weights = _weights(rng, features, units)
-        x = rng.normal(size=(batch, time, features)).astype(np.float32)
-        h0 = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+        weights, x, h0 = _sequence_case(rng, batch, time, features, units)
         expected = _keras_states(x, h0, weights)
         what = f"rnn_forward(x, h0, ...) with x of shape {x.shape} and h0 of shape {h0.shape}"
         args = [tf.constant(a) for a in (x, h0, *weights)]
@@ -394,9 +400,7 @@ def _expect_gradient_shape(got: np.ndarray, name: str, shapes: dict, batch: int,
 @register("03-bptt_gradient")
 def check_bptt_gradient(bptt_gradient, rng: np.random.Generator) -> str:
     for batch, time, features, units in BPTT_CASES:
-        weights = _weights(rng, features, units)
-        x = rng.normal(size=(batch, time, features)).astype(np.float32)
-        h0 = rng.uniform(-0.9, 0.9, size=(batch, units)).astype(np.float32)
+        weights, x, h0 = _sequence_case(rng, batch, time, features, units)
         grad_last = rng.normal(size=(batch, units)).astype(np.float32)
         expected = _keras_gradients(x, h0, weights, grad_last)
         what = (f"bptt_gradient(x, h0, kernel, recurrent_kernel, bias, grad_last) with x of shape {x.shape} "
