@@ -5,9 +5,9 @@ five seeds must not cost five times as much. :func:`fit_seeds` trains one indepe
 of a Keras model per seed inside a single compiled loop: each copy starts from the weights
 that ``keras.utils.set_random_seed(seed)`` gives it, reads its own shuffled batches, has its
 own optimizer and clips its own gradients, so every copy is exactly the run that seed would
-make alone. Only the bookkeeping is shared: one traced step moves every copy, and small
-models, whose time goes into launching operations rather than arithmetic, cost about what
-one copy costs.
+make alone. Only the bookkeeping is shared: one traced step moves every copy, so small
+models, whose time goes into launching operations rather than arithmetic, cost far less
+than separate runs (five seeds of lesson 03's recall model: about twice one ``model.fit``).
 """
 import contextlib
 import dataclasses
