@@ -22,6 +22,17 @@ def test_recall_task_answer_is_the_first_token():
     assert set(np.unique(x)) == {0, 1, 2, 3}
 
 
+def test_most_frequent_token_counts_then_prefers_the_first_seen():
+    x = np.array([[2, 1, 1, 0], [3, 0, 3, 0], [5, 4, 6, 7], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(tasks.most_frequent_token(x, vocab_size=8), [1, 3, 5, 1])
+    # on the recall task it beats chance, always at lag 1, and less as the lag grows
+    scores = []
+    for lag in (1, 10, 80):
+        tokens, answers = tasks.recall_task(4000, lag, vocab_size=8, seed=lag)
+        scores.append(np.mean(tasks.most_frequent_token(tokens, 8) == answers))
+    assert scores[0] == 1.0 and scores[0] > scores[1] > scores[2] > 1 / 8 + 0.02
+
+
 def test_adding_problem_marks_two_steps_one_per_half():
     x, y = tasks.adding_problem(500, length=20, seed=2)
     assert x.shape == (500, 20, 2) and y.shape == (500,)

@@ -39,6 +39,22 @@ def recall_task(n: int, lag: int, vocab_size: int = 8, seed: int = 0) -> tuple[n
     return x, x[:, 0].copy()
 
 
+def most_frequent_token(x: np.ndarray, vocab_size: int) -> np.ndarray:
+    """The recall task's strongest rule without memory of positions: the token seen most often.
+
+    The answer is one of the sequence's tokens, so the most frequent one is right more often
+    than chance (always at lag 1, about 0.2 at lag 80 with 8 tokens). Ties go to the token
+    seen first, which favours the answer. A model that reads only counts of tokens can reach
+    this score, so a model that remembers the first token has to beat it. Takes token ids
+    ``[n, length]``; returns the predicted token for each sequence, ``[n]``.
+    """
+    length = x.shape[1]
+    counts = np.stack([(x == token).sum(axis=1) for token in range(vocab_size)], axis=1)
+    first_seen = np.stack([np.argmax(x == token, axis=1) for token in range(vocab_size)], axis=1)
+    score = np.where(counts > 0, counts * (length + 1) - first_seen, -1)  # counts first, then earliness
+    return np.argmax(score, axis=1)
+
+
 def adding_problem(n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The adding problem (Hochreiter & Schmidhuber, 1997): add the two marked numbers.
 
