@@ -71,6 +71,33 @@ def gru_with(order="zrh", reset_before=False, keep_new=False, recurrent_bias=Tru
     return cell
 
 
+def jacobian_with(order="ifco", gates_fixed=False, old_c=False, untransposed=False, no_cell_path=False,
+                  no_forget=False, transposed=False, no_batch=False):
+    """The one-step Jacobian ∂(h_t, C_t)/∂(h_{t−1}, C_{t−1}) with one chosen mistake built in."""
+
+    def jacobian(x_t, h_prev, c_prev, kernel, recurrent_kernel, bias):
+        z = x_t @ kernel + h_prev @ recurrent_kernel + bias
+        blocks = dict(zip(order, tf.split(z, 4, axis=-1)))
+        weights = dict(zip(order, tf.split(recurrent_kernel, 4, axis=-1)))
+        i, f, o, g = tf.sigmoid(blocks["i"]), tf.sigmoid(blocks["f"]), tf.sigmoid(blocks["o"]), tf.tanh(blocks["c"])
+        c_t = f * c_prev + i * g
+        slope = 1 - tf.tanh(c_prev if old_c else c_t) ** 2
+
+        def through(gate_slope, gate):
+            u = weights[gate] if untransposed else tf.transpose(weights[gate])
+            return gate_slope[:, :, None] * u[None] * (0.0 if gates_fixed else 1.0)
+
+        dc_dh = through(c_prev * f * (1 - f), "f") + through(g * i * (1 - i), "i") + through(i * (1 - g ** 2), "c")
+        dh_dh = through(tf.tanh(c_t) * o * (1 - o), "o") + (0.0 if no_cell_path else (o * slope)[:, :, None] * dc_dh)
+        dh_dc = tf.linalg.diag(o * slope * (1.0 if no_forget else f))
+        result = tf.concat([tf.concat([dh_dh, dh_dc], -1), tf.concat([dc_dh, tf.linalg.diag(f)], -1)], axis=1)
+        if transposed:
+            result = tf.transpose(result, [0, 2, 1])
+        return result[0] if no_batch else result
+
+    return jacobian
+
+
 MUTANTS = {
     "04-lstm_cell": {
         "gate order i, c, f, o": cell_with(order="icfo"),
@@ -101,6 +128,17 @@ MUTANTS = {
         "block order h, z, r": gru_with(order="hzr"),
         "returns (h, h)": gru_with(with_state=True),
     },
+    "04-lstm_jacobian": {
+        "gates held fixed": jacobian_with(gates_fixed=True),
+        "tanh' at the old cell state": jacobian_with(old_c=True),
+        "U instead of U transposed": jacobian_with(untransposed=True),
+        "no path through C_t in dh/dh": jacobian_with(no_cell_path=True),
+        "f missing in dh/dC": jacobian_with(no_forget=True),
+        "Jacobian transposed": jacobian_with(transposed=True),
+        "gate order i, c, f, o": jacobian_with(order="icfo"),
+        "batch axis dropped": jacobian_with(no_batch=True),
+        "returns the four blocks": lambda *args: tuple(tf.split(jacobian_with()(*args), 2, axis=1)),
+    },
     "04-shared_gate_cell": {
         "[h, x] concatenation": shared_with(concat_hx=True),
         "candidate without tanh": shared_with(no_tanh_candidate=True),
@@ -114,7 +152,8 @@ MUTANTS = {
 def test_right_answers_written_here_pass():
     """The mutant builders with no mistake are right, so each mutant differs by one mistake."""
     for exercise, answer in [("04-lstm_cell", cell_with()), ("04-lstm_forward", forward_with()),
-                             ("04-shared_gate_cell", shared_with()), ("04-gru_cell", gru_with())]:
+                             ("04-shared_gate_cell", shared_with()), ("04-gru_cell", gru_with()),
+                             ("04-lstm_jacobian", jacobian_with())]:
         result = checks.run(exercise, answer, seed=0)
         assert result.status == "passed", result.message
 
@@ -134,6 +173,13 @@ def test_right_answers_written_here_pass():
     ("04-gru_cell", "z and r swapped", "z, r, h"),
     ("04-gru_cell", "(1 - z) on the old state", "wrong term"),
     ("04-gru_cell", "no recurrent bias", "bias[1]"),
+    ("04-lstm_jacobian", "gates held fixed", "treated as constants"),
+    ("04-lstm_jacobian", "tanh' at the old cell state", "at the new cell state"),
+    ("04-lstm_jacobian", "U instead of U transposed", "not Uᵀ"),
+    ("04-lstm_jacobian", "no path through C_t in dh/dh", "through C_t"),
+    ("04-lstm_jacobian", "f missing in dh/dC", "missing f_t"),
+    ("04-lstm_jacobian", "Jacobian transposed", "transposed"),
+    ("04-lstm_jacobian", "gate order i, c, f, o", "i, f, c, o"),
 ])
 def test_messages_name_the_likely_cause(exercise, mutant, words):
     message = checks.run(exercise, MUTANTS[exercise][mutant], seed=0).message

@@ -315,8 +315,10 @@ def accuracy_over_seeds(x: list, accuracy: dict[str, np.ndarray], chance: float,
 
     ``accuracy[name]`` is ``[seeds, len(x)]``: the line is the mean over seeds and the shaded
     band runs from the worst seed to the best, so a single lucky run cannot pass for a trend.
-    ``baselines`` draws labelled horizontal levels, ``limits`` labelled vertical lines (how far
-    each memory can reach, say); ``log_x`` spaces sizes such as label counts evenly.
+    ``baselines`` draws labelled references: a number is a horizontal level, a sequence of
+    ``len(x)`` numbers a rule's score at each condition (a black line without a band, since a
+    rule has no seeds). ``limits`` draws labelled vertical lines (how far each memory can reach,
+    say); ``log_x`` spaces sizes such as label counts evenly.
     """
     fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=FIGURE_DPI)
     for name, values in accuracy.items():
@@ -325,7 +327,10 @@ def accuracy_over_seeds(x: list, accuracy: dict[str, np.ndarray], chance: float,
         ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
     ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
     for (name, level), style in zip((baselines or {}).items(), [":", "-."]):
-        ax.axhline(level, color="black", ls=style, lw=1, label=f"{name} ({level:g})")
+        if np.ndim(level) == 0:
+            ax.axhline(level, color="black", ls=style, lw=1, label=f"{name} ({level:g})")
+        else:
+            ax.plot(x, level, color="black", ls=style, lw=1, marker="x", label=name)
     for (name, where), color in zip((limits or {}).items(), ["black", "tab:purple", "tab:brown"]):
         ax.axvline(where, color=color, ls=":", label=name)
     if log_x:
@@ -491,5 +496,31 @@ def layered_network(sizes: list[int], labels: list[str], title: str = ""):
         ax.text(k, low, label, ha="center", va="top", fontsize=10)
     ax.set(xlim=(-0.6, len(sizes) - 0.4), ylim=(low - 0.9, max(ys.max() for ys in columns) + 0.6), title=title)
     ax.axis("off")
+    fig.tight_layout()
+    plt.show()
+
+
+def curves_over_seeds(panels: dict[str, dict[str, np.ndarray]], chance: float | None = None,
+                      xlabel: str = "epoch", ylabel: str = "validation accuracy", title: str = ""):
+    """Learning curves of several models trained on several seeds, one panel per setting.
+
+    ``panels[setting][name]`` is ``[seeds, epochs]``: the line is the mean over seeds and the
+    shaded band runs from the worst seed to the best, so a model that learns on some seeds and
+    not on others shows as a wide band. Every panel shares one y axis, with chance dashed.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), dpi=FIGURE_DPI, sharey=True,
+                             squeeze=False)
+    for ax, (setting, curves) in zip(axes[0], panels.items()):
+        for name, values in curves.items():
+            values = np.atleast_2d(values)
+            epochs = np.arange(1, values.shape[1] + 1)
+            line, = ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, label=name)
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+        if chance is not None:
+            ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
+        ax.set(title=setting, xlabel=xlabel, ylim=(-0.03, 1.05))
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle(title)
     fig.tight_layout()
     plt.show()

@@ -3,7 +3,8 @@
 The learner's cell and forward pass get the weights of a freshly drawn
 ``keras.layers.LSTM(return_sequences=True, return_state=True)`` and must agree with it at
 every timestep and in both final states. The shared-gate cell ("spot the bug") is compared
-with a direct NumPy transcription of its definition. When an answer is wrong, the checks
+with a direct NumPy transcription of its definition, and the one-step Jacobian with
+the gradients tf.GradientTape takes through one step of the same Keras layer. When an answer is wrong, the checks
 recompute the known mistakes (gate order, sigmoid and tanh swapped, h and c mixed up) and
 name the one that matches.
 """
@@ -266,4 +267,98 @@ def check_gru_cell(gru_cell, rng: np.random.Generator) -> str:
         expect_close(got, expected, what, reference="keras.layers.GRU (reset_after=True) with the same weights",
                      likely_causes=_gru_mistakes(x, h, kernel, recurrent, bias), **TOLERANCE)
     return (f"agrees with keras.layers.GRU (reset_after=True, blocks z, r, h) on {len(SHAPES)} shapes, "
+            "batch 1 and one unit included, within 1e-5.")
+
+
+def _numpy_jacobian(x, h, c, kernel, recurrent, bias, order=KERAS_ORDER, gates_fixed=False,
+                    tanh_of_old_c=False, untransposed=False, no_cell_path=False, no_forget_in_dh_dc=False):
+    """One step's Jacobian ∂(h_t, C_t)/∂(h_{t−1}, C_{t−1}) in NumPy (float64), [batch, 2u, 2u],
+    optionally with a known mistake built in."""
+    x, h, c = (a.astype(np.float64) for a in (x, h, c))
+    z = x @ kernel + h @ recurrent + bias
+    blocks = dict(zip(order, np.split(z, 4, axis=-1)))
+    weights = dict(zip(order, np.split(recurrent.astype(np.float64), 4, axis=-1)))  # U_gate[k, a]
+    i, f, o, g = _sigmoid(blocks["i"]), _sigmoid(blocks["f"]), _sigmoid(blocks["o"]), np.tanh(blocks["c"])
+    c_new = f * c + i * g
+    squash_slope = 1.0 - np.tanh(c if tanh_of_old_c else c_new) ** 2
+
+    def through(slope, gate):  # diag(slope) · U_gateᵀ for each example: [batch, units, units]
+        u = weights[gate] if untransposed else weights[gate].T
+        return slope[:, :, None] * u[None] * (0.0 if gates_fixed else 1.0)
+
+    dc_dh = through(c * f * (1 - f), "f") + through(g * i * (1 - i), "i") + through(i * (1 - g ** 2), "c")
+    dh_dh = through(np.tanh(c_new) * o * (1 - o), "o")
+    if not no_cell_path:
+        dh_dh = dh_dh + (o * squash_slope)[:, :, None] * dc_dh
+    dh_dc = o * squash_slope * (1.0 if no_forget_in_dh_dc else f)
+    eye = np.eye(h.shape[-1])[None]
+    top = np.concatenate([dh_dh, dh_dc[:, :, None] * eye], axis=-1)
+    bottom = np.concatenate([dc_dh, f[:, :, None] * eye], axis=-1)
+    return np.concatenate([top, bottom], axis=1)
+
+
+def _tape_jacobian(x, h, c, kernel, recurrent, bias):
+    """The reference: the Jacobian of one step of keras.layers.LSTM, row by row from tf.GradientTape."""
+    units, inputs = h.shape[-1], x.shape[-1]
+
+    def make():
+        layer = keras.layers.LSTM(units, return_state=True)
+        layer.build((None, 1, inputs))
+        return layer
+
+    layer = built_once(make, "LSTM one step", units, inputs)
+    layer.set_weights([kernel, recurrent, bias])
+    state = tf.constant(np.concatenate([h, c], axis=-1))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(state)
+        _, h_new, c_new = layer(tf.constant(x[:, None]), initial_state=[state[:, :units], state[:, units:]])
+        new_state = tf.concat([h_new, c_new], axis=-1)
+        outputs = [new_state[:, a] for a in range(2 * units)]
+    # examples do not interact, so the gradient of output a summed over the batch is row a of each
+    # example's Jacobian
+    rows = [tape.gradient(output, state).numpy() for output in outputs]
+    return np.stack(rows, axis=1)
+
+
+def _jacobian_mistakes(x, h, c, kernel, recurrent, bias):
+    args = (x, h, c, kernel, recurrent, bias)
+    return {
+        "the gates and the candidate are treated as constants. They read h_{t−1} through U, so "
+        "∂C_t/∂h_{t−1} has a term for each of f, i and the candidate, and ∂h_t/∂h_{t−1} one for o "
+        "and one through C_t.": lambda: _numpy_jacobian(*args, gates_fixed=True),
+        "tanh′ is taken at C_{t−1}; h_t = o_t ⊙ tanh(C_t) needs 1 − tanh²(C_t), at the new cell state.":
+            lambda: _numpy_jacobian(*args, tanh_of_old_c=True),
+        "the recurrent blocks are used as U, not Uᵀ. With row vectors z = h U, so "
+        "∂z_a/∂h_k = U[k, a]: entry [a, k] of the Jacobian reads U[k, a].":
+            lambda: _numpy_jacobian(*args, untransposed=True),
+        "the Jacobian is transposed: row a should be output a (h_t then C_t), column k input k "
+        "(h_{t−1} then C_{t−1}).": lambda: np.swapaxes(_numpy_jacobian(*args), 1, 2),
+        "∂h_t/∂h_{t−1} has only the output gate's term; h_t also depends on h_{t−1} through C_t: "
+        "add diag(o_t ⊙ tanh′(C_t)) · ∂C_t/∂h_{t−1}.": lambda: _numpy_jacobian(*args, no_cell_path=True),
+        "∂h_t/∂C_{t−1} is missing f_t: C_{t−1} reaches h_t only through C_t = f_t ⊙ C_{t−1} + …, "
+        "so the chain rule multiplies by f_t.": lambda: _numpy_jacobian(*args, no_forget_in_dh_dc=True),
+        "the gate blocks are taken in the order i, c, f, o; Keras packs them i, f, c, o.":
+            lambda: _numpy_jacobian(*args, order="icfo"),
+    }
+
+
+@register("04-lstm_jacobian")
+def check_lstm_jacobian(lstm_jacobian, rng: np.random.Generator) -> str:
+    for batch, _, input_dim, units in SHAPES:
+        x, h0, c0, kernel, recurrent, bias = _draw(rng, batch, 1, input_dim, units)
+        x = x[:, 0]
+        expected = _tape_jacobian(x, h0, c0, kernel, recurrent, bias)
+        what = f"lstm_jacobian(x_t, h_prev, c_prev, …) with batch {batch}, input_dim {input_dim}, units {units}"
+        result = call(lstm_jacobian, *(tf.constant(a) for a in (x, h0, c0, kernel, recurrent, bias)), what=what)
+        if isinstance(result, (tuple, list)):
+            raise CheckFailed(f"{what} should return one tensor [batch, 2·units, 2·units] = "
+                              f"{[batch, 2 * units, 2 * units]}, the four blocks put together; you returned a "
+                              f"{type(result).__name__} of length {len(result)}.")
+        got = to_numpy(result, what)
+        if got.shape == (2 * units, 2 * units) and batch == 1:
+            raise CheckFailed(f"{what} has shape {list(got.shape)}; keep the batch axis: "
+                              f"{[batch, 2 * units, 2 * units]}.")
+        expect_close(got, expected, what, reference="tf.GradientTape through keras.layers.LSTM",
+                     likely_causes=_jacobian_mistakes(x, h0, c0, kernel, recurrent, bias), **TOLERANCE)
+    return (f"agrees with tf.GradientTape through keras.layers.LSTM (one step, same weights) on {len(SHAPES)} shapes, "
             "batch 1 and one unit included, within 1e-5.")
