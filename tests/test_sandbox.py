@@ -195,6 +195,20 @@ def test_a_class_with_attackers_is_graded_in_full(tmp_path):
     assert listing.read_text() == "", "a submission wrote into a folder on its own mount"
 
 
+def worker_processes(pid: int) -> list[psutil.Process]:
+    """The processes below ``pid`` that run utils/worker.py; not the short-lived ones that
+    importing the course starts (``uname -p``), which an earlier version of the test mistook
+    for a worker."""
+    found = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            if any(part.endswith("worker.py") for part in process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
 def test_what_a_killed_grader_leaves_is_removed_by_the_next():
     """A grader killed outright cannot remove its worker's scratch folder or cgroup; the next
     grader removes those of graders that have gone, and nothing of one still running."""
@@ -205,10 +219,9 @@ def test_what_a_killed_grader_leaves_is_removed_by_the_next():
     grader.stdin.write(looping)
     grader.stdin.close()
     deadline = time.monotonic() + DEADLINE
-    while not psutil.Process(grader.pid).children() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    workers = psutil.Process(grader.pid).children(recursive=True)
-    assert workers, "the grader never started a worker"
+    while len(workers := worker_processes(grader.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the warm Python and the relay it forked: a worker has started
+    assert len(workers) >= 2, "the grader never started a worker"
     grader.kill()
     grader.wait()
     psutil.wait_procs(workers, timeout=DEADLINE)  # a worker ends once it sees its grader gone

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebook", type=pathlib.Path)
     parser.add_argument("--lesson", help="the lesson, when the file name does not say (e.g. 01_neurons_and_activations)")
     args = parser.parse_args(argv)
-    try:
-        data = args.notebook.read_bytes()
-    except OSError as error:
-        print(f"cannot read {args.notebook}: {error.strerror}", file=sys.stderr)
+    try:  # a learner's own link is followed; a pipe or device is refused instead of blocking
+        data = grading.read_submission(args.notebook.resolve())
+    except grading.BadSubmission as error:
+        print(f"cannot read {args.notebook}: {error}", file=sys.stderr)
         return 2
     lesson = args.lesson or grading.lesson_of(args.notebook, data)
     if lesson is None:

@@ -12,17 +12,31 @@ was graded in (a notebook of an unknown lesson) have no column there.
 """
 import csv
 import io
+import re
 
 RESULTS_HEADER = ["student", "lesson", "exercise", "points", "max_points", "status", "message", "seconds"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")  # as number() and the CSV module write numbers
 
 
 def to_csv(header: list[str], rows: list[list]) -> str:
+    """The one writer of every CSV the grader makes: each text cell goes through spreadsheet_safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if header:
-        writer.writerow(header)
-    writer.writerows(rows)
+        writer.writerow([spreadsheet_safe(cell) for cell in header])
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return buffer.getvalue()
+
+
+def spreadsheet_safe(cell):
+    """A cell that no spreadsheet opens as a formula: text beginning with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return (student and notebook names are the students' to choose:
+    ``=HYPERLINK(…)`` would run when the instructor opens the gradebook) gets a leading ``'``,
+    as OWASP recommends. Numbers, and text that is a plain number such as ``-2``, stay numbers."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 def result_rows(record: dict) -> list[list]:

@@ -24,7 +24,9 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -39,6 +41,26 @@ POLL_SECONDS = 0.2
 CLOSE_SECONDS = 60.0  # for a killed worker's processes to be gone
 SCRATCH_PREFIX = "course-grading-"  # then the grader's PID: course-grading-1234-…
 COPY_SUFFIX = re.compile(r"(-Copy\d+| \(\d+\)|-checkpoint)+$")  # Jupyter's and browsers' copies
+# Student code's only search path: this Python's and the system's, never the instructor's own
+# (the grader's PATH names folders in their home, and everything else in its environment is theirs).
+STUDENT_PATH = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
+# The largest solution notebook, outputs and plots included, is under 1 MB and 100 cells: these
+# leave a learner's outputs room, and keep a hostile file from filling the grader's memory.
+MAX_NOTEBOOK_BYTES = 32 * 2**20
+MAX_CELLS = 2_000
+# Solution notebooks hold about 1,000 JSON objects and arrays. Parsed, each costs ~100 bytes, so a
+# file of nothing but "[]," would take ~1 GB: its "{" and "[" are counted (strings too, an upper
+# bound) before it is parsed.
+MAX_CONTAINERS = 1_000_000
+
+# The statuses of a notebook the grader does not run (NotebookResult.status).
+UNREADABLE = "unreadable"  # not UTF-8, not JSON, or not a notebook's structure
+REFUSED_SYMLINK = "refused: symlink"
+REFUSED_SPECIAL = "refused: not a regular file"  # a FIFO, a device, a socket, a folder
+REFUSED_TOO_LARGE = "refused: too large"  # more than MAX_NOTEBOOK_BYTES, MAX_CELLS or MAX_CONTAINERS
+REFUSED_TOO_DEEP = "refused: nested too deep"  # JSON deeper than Python's parser recurses
+SYMLINK_MESSAGE = "the file is a symbolic link; only regular files are graded, links are not followed"
+TOO_DEEP_MESSAGE = "not a notebook: its JSON is nested deeper than a notebook's"
 
 
 @dataclasses.dataclass
@@ -66,7 +88,7 @@ class ExerciseResult:
 @dataclasses.dataclass
 class NotebookResult:
     lesson: str
-    status: str  # graded, unreadable, wrong lesson, unknown lesson, gave up
+    status: str  # graded, wrong lesson, unknown lesson, gave up, or UNREADABLE or a REFUSED_… above
     message: str
     exercises: list[ExerciseResult]
     seconds: float
@@ -83,7 +105,13 @@ class NotebookResult:
 
 
 class BadSubmission(Exception):
-    """The file is not a notebook of the lesson; the message says what it is instead."""
+    """The file is not a notebook the grader will read; ``status`` says which kind of refusal,
+    the message what the file is instead (never where a link points: that is not the student's
+    to learn, nor the instructor's to publish in a feedback file)."""
+
+    def __init__(self, message: str, status: str = UNREADABLE):
+        super().__init__(message)
+        self.status = status
 
 
 class GaveUp(BaseException):
@@ -141,7 +169,7 @@ class Worker:
         (self.scratch / "work").mkdir()
         self.log = open(self.scratch / "output.log", "wb")
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": STUDENT_PATH,
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
             "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -363,22 +391,82 @@ class Session:
 # Reading submissions and grading one notebook.
 
 
-def read_notebook(data: bytes):
-    """Parse a submission, or raise BadSubmission saying what it is instead."""
+def read_submission(path: pathlib.Path) -> bytes:
+    """The bytes of a submitted file, or BadSubmission: a symlink (to the solutions, to another
+    student's notebook, to a file of the instructor's) is refused, not followed; a FIFO, a
+    device or a socket is refused without being opened, so it can neither block the run nor
+    act on a device; a file larger than MAX_NOTEBOOK_BYTES is refused without being read.
+
+    What ``lstat`` saw is checked again on the opened descriptor (opened without following a
+    link and without blocking), so a file swapped between the look and the open is refused too."""
+    try:
+        seen = os.lstat(path)
+        if not _regular(seen):
+            raise _refusal(seen)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as error:
+        if os.path.islink(path):  # replaced by a link since the lstat: O_NOFOLLOW's ELOOP
+            raise BadSubmission(SYMLINK_MESSAGE, REFUSED_SYMLINK) from None
+        raise BadSubmission(f"the file cannot be read ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        opened = os.fstat(file.fileno())
+        if not _regular(opened):
+            raise _refusal(opened)
+        check_size(opened.st_size)
+        data = file.read(MAX_NOTEBOOK_BYTES + 1)  # + 1: a file still growing is refused too
+    check_size(len(data))
+    return data
+
+
+def _regular(status: os.stat_result) -> bool:
+    return stat.S_ISREG(status.st_mode)
+
+
+def _refusal(status: os.stat_result) -> BadSubmission:
+    if stat.S_ISLNK(status.st_mode):
+        return BadSubmission(SYMLINK_MESSAGE, REFUSED_SYMLINK)
+    return BadSubmission("the file is not a regular file (a pipe, a device, a socket or a folder)", REFUSED_SPECIAL)
+
+
+def check_size(size: int) -> None:
+    if size > MAX_NOTEBOOK_BYTES:
+        raise BadSubmission(f"the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB", REFUSED_TOO_LARGE)
+
+
+def notebook_json(data: bytes) -> dict:
+    """A submission's JSON, with a list of cells, or BadSubmission: the one parser every reader
+    of submissions goes through (grading, ``lesson_of``, the similarity report), so that a
+    hostile file (200,000 nested lists, 20,000 cells, 150 MB, millions of empty lists) gets a
+    status in all of them instead of crashing one or filling the grader's memory."""
+    check_size(len(data))
+    if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS:
+        raise BadSubmission(f"the file holds more than {MAX_CONTAINERS:,} JSON objects and arrays", REFUSED_TOO_LARGE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadSubmission("not a notebook: the file is not UTF-8 text") from None
     try:
         raw = json.loads(text)
+    except RecursionError:
+        raise BadSubmission(TOO_DEEP_MESSAGE, REFUSED_TOO_DEEP) from None
     except ValueError as error:
         raise BadSubmission(f"not a notebook: the file is not valid JSON ({error})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         raise BadSubmission("not a notebook: valid JSON, but without the list of cells a notebook has")
+    if len(raw["cells"]) > MAX_CELLS:
+        raise BadSubmission(f"the notebook has more than {MAX_CELLS} cells", REFUSED_TOO_LARGE)
+    return raw
+
+
+def read_notebook(data: bytes):
+    """Parse a submission, or raise BadSubmission saying what it is instead."""
+    notebook_json(data)
     try:
-        notebook = nbformat.reads(text, as_version=4)
+        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
         for cell in notebook.cells:
             assert isinstance(cell.get("source"), str) and isinstance(cell.get("metadata", {}), dict)
+    except RecursionError:  # shallow enough for json, too deep for nbformat's validation
+        raise BadSubmission(TOO_DEEP_MESSAGE, REFUSED_TOO_DEEP) from None
     except Exception as error:  # nbformat raises many types for many kinds of damage
         raise BadSubmission(f"not a notebook: damaged notebook structure ({type(error).__name__})") from None
     return notebook
@@ -429,12 +517,22 @@ def grade_notebook(data: bytes, lesson: str, limits: Limits | None = None,
     try:
         return _grade(data, lesson, limits or Limits(), hidden or hidden_folders(), start)
     except Exception as error:
-        try:
-            exercises = lessons.exercises(official_lesson(lesson))
-        except Exception:
-            exercises = []
-        return _not_graded(lesson, exercises, "gave up", "the grader could not finish this notebook "
+        return _not_graded(lesson, _exercises_of(lesson), "gave up", "the grader could not finish this notebook "
                            f"({type(error).__name__}: {error})", start)
+
+
+def refused(lesson: str, error: BadSubmission) -> NotebookResult:
+    """The record of a file the grader would not read (see read_submission): every exercise of
+    the lesson not graded, for the reason given."""
+    return _not_graded(lesson, _exercises_of(lesson), error.status, str(error), time.monotonic())
+
+
+def _exercises_of(lesson: str) -> list:
+    """The lesson's exercises; none for a lesson that does not exist."""
+    try:
+        return lessons.exercises(official_lesson(lesson))
+    except Exception:
+        return []
 
 
 def _not_graded(lesson: str, exercises, status: str, message: str, start: float, done=()) -> NotebookResult:
@@ -470,7 +568,7 @@ def _grade(data: bytes, lesson: str, limits: Limits, hidden: list[pathlib.Path],
     try:
         answers = student_answers(read_notebook(data))
     except BadSubmission as error:
-        return _not_graded(lesson, exercises, "unreadable", str(error), start)
+        return _not_graded(lesson, exercises, error.status, str(error), start)
     if answers and not {e.id for e in exercises} & set(answers):
         found = ", ".join(sorted(answers)[:4])
         return _not_graded(lesson, exercises, "wrong lesson",
@@ -529,8 +627,8 @@ def lesson_of(path: pathlib.Path, data: bytes | None = None) -> str | None:
         if stem == name or stem.endswith("_" + name):
             return name
     try:
-        ids = student_answers(read_notebook(path.read_bytes() if data is None else data))
-    except (OSError, BadSubmission):
+        ids = student_answers(read_notebook(read_submission(path) if data is None else data))
+    except BadSubmission:
         return None
     prefixes = {exercise_id[:2] for exercise_id in ids}
     matches = [name for name in lesson_names() if name[:2] in prefixes]

@@ -22,11 +22,10 @@ to tell copying from the obvious answer and count only through the lesson's scor
 """
 import ast
 import itertools
-import json
 import pathlib
 import re
 
-from utils import lessons
+from utils import grading, lessons
 
 THRESHOLD = 0.9
 MIN_TOKENS = 20
@@ -123,11 +122,12 @@ def score(a: list[str], b: list[str]) -> float:
     return len(first & second) / len(first | second) if first or second else 0.0
 
 
-def answers_of(notebook_text: str) -> dict[str, str]:
+def answers_of(notebook: bytes | str) -> dict[str, str]:
     """Answer-cell sources by exercise id (the last cell of an id wins, as in grading);
-    nothing for a file that is not a notebook."""
+    nothing for a file that is not a notebook, hostile JSON included (the grader's parser,
+    grading.notebook_json, refuses it)."""
     try:
-        cells = json.loads(notebook_text).get("cells", [])
+        cells = grading.notebook_json(notebook.encode() if isinstance(notebook, str) else notebook)["cells"]
         found = {}
         for cell in cells:
             if isinstance(cell, dict) and lessons.is_answer_cell(cell):
@@ -135,7 +135,7 @@ def answers_of(notebook_text: str) -> dict[str, str]:
                 found[str(lessons.nbgrader(cell).get("grade_id"))] = \
                     source if isinstance(source, str) else "".join(source)
         return found
-    except (ValueError, AttributeError, TypeError):
+    except (grading.BadSubmission, AttributeError, TypeError):
         return {}
 
 
@@ -171,10 +171,10 @@ def report(submissions: list[tuple[str, str, pathlib.Path]], threshold: float = 
     for student, lesson, path in submissions:
         if lesson not in given:
             official = lessons.LESSONS / f"{lesson}.ipynb"
-            given[lesson] = answers_of(official.read_text(encoding="utf-8")) if official.exists() else {}
+            given[lesson] = answers_of(official.read_bytes()) if official.exists() else {}
         try:
-            written = answers_of(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
+            written = answers_of(grading.read_submission(path))  # never a link, a FIFO or a huge file
+        except grading.BadSubmission:
             continue
         if given[lesson]:
             by_lesson.setdefault(lesson, {})[student] = {

@@ -31,6 +31,7 @@ import traceback
 import sandbox  # this script's folder: ``utils`` itself would import TensorFlow too early
 
 CHUNK = 2**16
+UNLIMITED_DESCRIPTORS = 2**16  # the descriptors to close where their number has no limit (macOS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,6 +124,12 @@ def serve(connection: socket.socket, isolation: list[str]) -> None:
         channel.send(payload)
 
 
+def _descriptor_limit() -> int:
+    """One more than the highest descriptor this process can hold: its hard limit, where there is one."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return UNLIMITED_DESCRIPTORS if limit == resource.RLIM_INFINITY else limit
+
+
 def child(connection: socket.socket, namespaces: dict | None, needed: list[str], cgroup: bool, args) -> None:
     """Set up the child's descriptors and sandbox, then serve until the grader is done."""
     os.setsid()  # its own process group and session: a signal to "my group" stays inside
@@ -130,9 +137,9 @@ def child(connection: socket.socket, namespaces: dict | None, needed: list[str],
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # the grader opened fd 2 on the scratch log file: prints go there
-    keep = connection.fileno()
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 2**16)
+    keep = connection.fileno()  # and no other descriptor of the warm Python's or the relay's:
+    os.closerange(3, keep)  # student code inherits only /dev/null, the log and its channel
+    os.closerange(keep + 1, _descriptor_limit())
     try:
         isolation = sandbox.confine(namespaces, args.hide, needed, cgroup) if namespaces else []
     except OSError as error:  # half a sandbox is none: the grader starts this worker again without
