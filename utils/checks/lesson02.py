@@ -239,7 +239,8 @@ def check_binary_cross_entropy_from_logits(bce, rng: np.random.Generator) -> str
     expect_close(grad, expected_grad, f"the gradient of {name} with respect to the logits", inputs=z,
                  reference="(σ(z) − y)/N", rtol=1e-4, atol=1e-7)
     return ("matches keras.losses.BinaryCrossentropy(from_logits=True) on batches of 1 to 32 and at "
-            "logits up to ±1000, with gradient (σ(z) − y)/N everywhere.")
+            "logits up to ±1000, with gradient (σ(z) − y)/N at every logit tried except z = 0, where |z| "
+            "has no derivative.")
 
 
 # --- gradient descent with weight decay ----------------------------------------------------
