@@ -1,5 +1,6 @@
 """Lesson 01's wrong answers (run by tests/test_checks.py) and the causes its messages name."""
 import keras
+import pytest
 import tensorflow as tf
 
 from utils import checks
@@ -87,31 +88,26 @@ MUTANTS = {
 }
 
 
-def test_messages_name_the_likely_cause():
-    sign = checks.run("01-tanh", MUTANTS["01-tanh"]["tf.sign kills the slope at 0"]).message
-    assert "tf.sign" in sign and "x = 0" in sign
-    where = checks.run("01-sigmoid", MUTANTS["01-sigmoid"]["tf.where with an overflowing discarded branch"]).message
-    assert "tf.where" in where and "NaN" in where
-    bias = checks.run("01-neuron", MUTANTS["01-neuron"]["bias added after the activation"]).message
-    assert "before adding b" in bias
-    dtype = checks.run("01-relu", MUTANTS["01-relu"]["always float32"]).message
-    assert "float32 for float64 input" in dtype
-    overflow = checks.run("01-softmax", MUTANTS["01-softmax"]["no max subtracted: overflows"]).message
-    assert "subtract the row's max" in overflow
-    shared = checks.run("01-softmax", MUTANTS["01-softmax"]["one max for the whole tensor"]).message
-    assert "each row's own max" in shared
-    axis = checks.run("01-softmax", MUTANTS["01-softmax"]["normalised over the first axis"]).message
-    assert "last axis" in axis
-    underflow = checks.run("01-log_softmax", MUTANTS["01-log_softmax"][
-        "log of the softmax: −inf where a probability underflows"]).message
-    assert "underflowed" in underflow
-    overflow = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["no max subtracted: overflows"]).message
-    assert "overflows" in overflow
-    undone = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["shift not undone"]).message
-    assert "subtract c as well" in undone
-    rows = checks.run("01-log_softmax", MUTANTS["01-log_softmax"]["one max for the whole tensor"]).message
-    assert "its own max" in rows
-    diagonal = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal only, s(1 − s)"]).message
-    assert "only the diagonal" in diagonal
-    missing = checks.run("01-softmax_jacobian", MUTANTS["01-softmax_jacobian"]["diagonal term missing"]).message
-    assert "diagonal term is missing" in missing
+# (exercise, mutant, words its message must hold): the likely cause, named so a learner can act on it.
+CAUSES = [
+    ("01-tanh", "tf.sign kills the slope at 0", ["tf.sign", "x = 0"]),
+    ("01-sigmoid", "tf.where with an overflowing discarded branch", ["tf.where", "NaN"]),
+    ("01-neuron", "bias added after the activation", ["before adding b"]),
+    ("01-relu", "always float32", ["float32 for float64 input"]),
+    ("01-softmax", "no max subtracted: overflows", ["subtract the row's max"]),
+    ("01-softmax", "one max for the whole tensor", ["each row's own max"]),
+    ("01-softmax", "normalised over the first axis", ["last axis"]),
+    ("01-log_softmax", "log of the softmax: −inf where a probability underflows", ["underflowed"]),
+    ("01-log_softmax", "no max subtracted: overflows", ["overflows"]),
+    ("01-log_softmax", "shift not undone", ["subtract c as well"]),
+    ("01-log_softmax", "one max for the whole tensor", ["each row's own max"]),
+    ("01-softmax_jacobian", "diagonal only, s(1 − s)", ["only the diagonal"]),
+    ("01-softmax_jacobian", "diagonal term missing", ["diagonal term is missing"]),
+]
+
+
+@pytest.mark.parametrize("exercise,mutant,words", CAUSES, ids=[f"{e}: {m}" for e, m, _ in CAUSES])
+def test_messages_name_the_likely_cause(exercise, mutant, words):
+    message = checks.run(exercise, MUTANTS[exercise][mutant]).message
+    for word in words:
+        assert word in message, message

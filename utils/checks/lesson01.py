@@ -189,6 +189,45 @@ def _softmax_inputs(rng: np.random.Generator):
             yield z.astype(dtype)
 
 
+_ROW_MAX_HINT = ("this row's logits all lie far below the largest logit of the whole tensor: subtract each "
+                 "row's own max (tf.reduce_max(z, axis=-1, keepdims=True)), not one max for everything.")
+
+
+def _on_logits(answer, name: str, z: np.ndarray, per_logit: str) -> tuple[np.ndarray, str]:
+    """The learner's output for logits z, checked for shape and dtype; and the call's name for messages."""
+    what = f"{name}(z) for {z.dtype.name} z of shape {z.shape}"
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = to_numpy(call(answer, tf.constant(z), what=what), what)
+    if got.shape != z.shape:
+        raise CheckFailed(f"{what} has shape {got.shape}, expected {z.shape}: one {per_logit} per "
+                          "logit. Did the max or the sum lose its axis? Use keepdims=True.")
+    expect_dtype(got, z.dtype, what)
+    return got, what
+
+
+def _first_bad_row(got: np.ndarray, bad) -> tuple:
+    """Index of the first row (all axes but the last) holding a value where bad(got) is True."""
+    return tuple(int(i) for i in np.argwhere(bad(got))[0][:-1])
+
+
+def _far_below(z: np.ndarray, row: tuple) -> bool:
+    """Whether every logit of this row lies far below the tensor's largest: one shared max fails there."""
+    return z[row].max() < z.max() - 100
+
+
+def _in_row(row: tuple) -> str:
+    return f"in row {list(row)} " if row else ""
+
+
+def _logit_gradient(answer, name: str, z: np.ndarray) -> np.ndarray:
+    """The gradient of the sum of answer(z) with respect to z, by tf.GradientTape through the learner's code."""
+    y, grad = value_and_gradient(answer, z, what=f"{name}(z)")
+    if not tf.is_tensor(y) or grad is None:
+        raise CheckFailed(f"tf.GradientTape finds no path from z to {name}(z): build it from TensorFlow "
+                          "ops on z (tf.exp, tf.math.log, tf.reduce_max, tf.reduce_sum), no NumPy in between.")
+    return grad.numpy()
+
+
 def _softmax_causes(z: np.ndarray) -> dict:
     """What the usual mistakes return for logits z."""
     causes = {}
@@ -203,32 +242,19 @@ def _softmax_causes(z: np.ndarray) -> dict:
 @register("01-softmax")
 def check_softmax(softmax, rng: np.random.Generator) -> str:
     for z in _softmax_inputs(rng):
-        what = f"softmax(z) for {z.dtype.name} z of shape {z.shape}"
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            got = to_numpy(call(softmax, tf.constant(z), what=what), what)
-        if got.shape != z.shape:
-            raise CheckFailed(f"{what} has shape {got.shape}, expected {z.shape}: one probability per "
-                              "logit. Did the max or the sum lose its axis? Use keepdims=True.")
-        expect_dtype(got, z.dtype, what)
+        got, what = _on_logits(softmax, "softmax", z, "probability")
         if np.isnan(got).any():
-            row = tuple(int(i) for i in np.argwhere(np.isnan(got))[0][:-1])
-            if z[row].max() < z.max() - 100:
-                hint = ("this row's logits all lie far below the largest logit of the whole tensor: "
-                        "subtract each row's own max (tf.reduce_max(z, axis=-1, keepdims=True)), not one "
-                        "max for everything.")
+            row = _first_bad_row(got, np.isnan)
+            if _far_below(z, row):
+                hint = _ROW_MAX_HINT
             else:
                 hint = ("exp of a large logit overflows to inf, and inf/inf is NaN: subtract the row's "
                         "max first (the log-sum-exp trick), so exp only sees numbers ≤ 0.")
-            where = f"in row {list(row)} " if row else ""
-            raise CheckFailed(f"{what} returned NaN {where}(logits {z[row]}): {hint}")
+            raise CheckFailed(f"{what} returned NaN {_in_row(row)}(logits {z[row]}): {hint}")
         expect_close(got, tf.nn.softmax(z).numpy(), what, reference="tf.nn.softmax", **tolerances(z.dtype),
                      likely_causes=_softmax_causes(z))
     z = np.array([[1000.0, -1000.0, 0.5], [2.0, 1.0, 0.1]], np.float32)
-    y, grad = value_and_gradient(softmax, z, what="softmax(z)")
-    if not tf.is_tensor(y) or grad is None:
-        raise CheckFailed("tf.GradientTape finds no path from z to softmax(z): build it from TensorFlow "
-                          "ops on z (tf.exp, tf.reduce_max, tf.reduce_sum), no NumPy in between.")
-    if not np.isfinite(grad.numpy()).all():
+    if not np.isfinite(_logit_gradient(softmax, "softmax", z)).all():
         raise CheckFailed("the gradient of softmax(z) is not finite at logits of ±1000, though its value "
                           "is fine: keep every exp's argument ≤ 0.")
     return ("matches tf.nn.softmax over the last axis in float32 and float64, for shapes up to 3-D and "
@@ -254,20 +280,12 @@ def _log_softmax_causes(z: np.ndarray) -> dict:
 @register("01-log_softmax")
 def check_log_softmax(log_softmax, rng: np.random.Generator) -> str:
     for z in _softmax_inputs(rng):
-        what = f"log_softmax(z) for {z.dtype.name} z of shape {z.shape}"
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            got = to_numpy(call(log_softmax, tf.constant(z), what=what), what)
-        if got.shape != z.shape:
-            raise CheckFailed(f"{what} has shape {got.shape}, expected {z.shape}: one log-probability per "
-                              "logit. Did the max or the sum lose its axis? Use keepdims=True.")
-        expect_dtype(got, z.dtype, what)
+        got, what = _on_logits(log_softmax, "log_softmax", z, "log-probability")
         if not np.isfinite(got).all():
-            row = tuple(int(i) for i in np.argwhere(~np.isfinite(got))[0][:-1])
-            where = f"in row {list(row)} " if row else ""
+            row = _first_bad_row(got, lambda v: ~np.isfinite(v))
             value = got[row][~np.isfinite(got[row])][0]
-            if z[row].max() < z.max() - 100:
-                hint = ("this row's logits all lie far below the largest logit of the whole tensor: "
-                        "shift each row by its own max (tf.reduce_max(z, axis=-1, keepdims=True)).")
+            if _far_below(z, row):
+                hint = _ROW_MAX_HINT
             elif np.isfinite(got[row]).any():  # only the row's small logits broke: an underflow
                 hint = ("a probability underflowed to 0 and its log is −inf: never take the log of a "
                         "probability. Write log s_i directly in the logits, with the max subtracted, so that "
@@ -275,17 +293,12 @@ def check_log_softmax(log_softmax, rng: np.random.Generator) -> str:
             else:  # the whole row broke: an overflow in the shared sum
                 hint = ("exp of a large logit overflows to inf: subtract the row's max before any exp, "
                         "and take the log of the shifted sum.")
-            raise CheckFailed(f"{what} returned {value} {where}(logits {z[row]}): {hint}")
+            raise CheckFailed(f"{what} returned {value} {_in_row(row)}(logits {z[row]}): {hint}")
         expect_close(got, tf.nn.log_softmax(z).numpy(), what, reference="tf.nn.log_softmax", **tolerances(z.dtype),
                      likely_causes=_log_softmax_causes(z))
     for dtype in FLOAT_TYPES:
         z = np.array([[1000.0, -1000.0, 0.5], [2.0, 1.0, 0.1], [0.0, -200.0, -50.0]], dtype)
-        y, grad = value_and_gradient(log_softmax, z, what="log_softmax(z)")
-        if not tf.is_tensor(y) or grad is None:
-            raise CheckFailed("tf.GradientTape finds no path from z to log_softmax(z): build it from "
-                              "TensorFlow ops on z (tf.exp, tf.math.log, tf.reduce_max, tf.reduce_sum), no "
-                              "NumPy in between.")
-        got = grad.numpy()
+        got = _logit_gradient(log_softmax, "log_softmax", z)
         if not np.isfinite(got).all():
             raise CheckFailed("the gradient of log_softmax(z) is not finite at logits of ±1000, though its "
                               "values are fine: keep every exp's argument ≤ 0 and take no log of anything "
