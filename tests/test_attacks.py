@@ -11,8 +11,10 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import socket
 import stat
+import tempfile
 import threading
 import tracemalloc
 
@@ -21,6 +23,7 @@ import pytest
 
 from tests.test_gradebook import BLANK, EXERCISES, LESSON, SOLVED, FakeGrader, class_folder
 from tests.test_grading import FAST, NAMES, with_answers
+from tests.test_sandbox import require_sandbox
 from utils import grade, gradebook, grading, lessons, similarity, warm
 
 NOTEBOOK = f"{LESSON}.ipynb"
@@ -266,15 +269,20 @@ REPORTER = '''def relu(x):
 '''
 
 
+def restart_warm_python() -> None:
+    """End the warm Python, so that the next worker starts from one with this environment."""
+    if warm._warm is not None:
+        warm._warm.process.kill()
+        warm._warm.process.wait()
+
+
 def test_student_code_inherits_no_descriptor_and_nothing_of_the_instructors_environment(monkeypatch):
     monkeypatch.setenv("PATH", "/home/instructor-private/bin" + os.pathsep + os.environ["PATH"])
     monkeypatch.setenv("INSTRUCTOR_TOKEN", "s3cret-token")
-    if warm._warm is not None:  # the warm Python keeps the environment it started with: start a new one
-        warm._warm.process.kill()
-        warm._warm.process.wait()
+    restart_warm_python()  # it keeps the environment it started with
     result = grading.grade_notebook(with_answers(relu=REPORTER), LESSON, FAST)
     message = result.exercises[NAMES.index("relu")].message
-    report = json.JSONDecoder().raw_decode(message[message.index("REPORT") + len("REPORT"):])[0]
+    report = report_of(result)
     assert "s3cret-token" not in message and "INSTRUCTOR_TOKEN" not in report["env"]
     assert set(report["env"]["PATH"].split(os.pathsep)) <= set(grading.STUDENT_PATH.split(os.pathsep))
     sockets = [target for target in report["fds"].values() if target.startswith("socket:")]
@@ -299,3 +307,77 @@ def test_the_learners_check_refuses_a_pipe_instead_of_waiting(tmp_path, capsys):
     assert check.main([str(link), "--lesson", LESSON]) == 2
     printed = capsys.readouterr().out
     assert "unreadable" in printed and "symlink" not in printed  # read through the link, found not a notebook
+
+
+# --- 7. what student code can read ----------------------------------------------------------------
+
+# Every answer cell of the thief looks for the answer key where the grader keeps it (the course's
+# .git, with git or by hand, then solutions/) and runs the solution's answer cells as its own.
+THIEF = f'''import json, os, subprocess
+_key = None
+for _read in (lambda: subprocess.run(["git", "--git-dir", {str(lessons.ROOT / ".git")!r}, "show",
+                                      "HEAD:solutions/{LESSON}.ipynb"], capture_output=True, check=True).stdout,
+              lambda: open({str(lessons.SOLUTIONS / f"{LESSON}.ipynb")!r}, "rb").read()):
+    try:
+        _key = json.loads(_read())
+        break
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        pass
+for _cell in (_key or {{"cells": []}})["cells"]:
+    if _cell.get("metadata", {{}}).get("nbgrader", {{}}).get("solution"):
+        exec("".join(_cell["source"]))
+'''
+
+SNOOP = '''def relu(x):
+    import glob, json, os
+    seen = {}
+    for path in %r:
+        try:
+            seen[path] = sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read()
+        except OSError as error:
+            seen[path] = type(error).__name__
+    seen["environ"] = [open(p, "rb").read().decode(errors="replace") for p in glob.glob("/proc/*/environ")]
+    raise ValueError("REPORT" + json.dumps(seen))
+'''
+
+
+def report_of(result) -> dict:
+    """What a submission's ``relu`` raised as its report (see REPORTER and SNOOP)."""
+    message = result.exercises[NAMES.index("relu")].message
+    return json.JSONDecoder().raw_decode(message[message.index("REPORT") + len("REPORT"):])[0]
+
+
+def test_an_answer_that_reads_the_key_from_the_courses_git_or_solutions_scores_nothing():
+    result = grading.grade_notebook(with_answers(**dict.fromkeys(NAMES, THIEF)), LESSON, FAST)
+    require_sandbox(result)
+    assert result.status == "graded", result
+    assert sum(e.points for e in result.exercises) == 0, [(e.exercise, e.status) for e in result.exercises]
+
+
+def test_the_courses_git_the_instructors_home_other_files_and_environment_are_not_there(monkeypatch):
+    """A home of mode 700 with a ``.netrc`` of mode 600, as root's is, and an old gradebook that
+    anyone may read, both outside /tmp (which the sandbox replaces with its own anyway); the
+    grader's HOME names that home, and its environment holds a token."""
+    home = pathlib.Path(tempfile.mkdtemp(prefix="grading-instructor-", dir="/var/tmp"))
+    try:
+        (home / ".netrc").write_text("machine example.org password s3cret-netrc\n")
+        (home / ".netrc").chmod(0o600)
+        (home / "2019").mkdir()
+        (home / "2019" / "gradebook.csv").write_text("student,total\nalice,s3cret-grade\n")
+        home.chmod(0o700)
+        (home / "2019").chmod(0o755)
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("INSTRUCTOR_TOKEN", "s3cret-token")
+        restart_warm_python()  # it keeps the environment it started with
+        paths = [str(home), str(home / ".netrc"), str(home / "2019" / "gradebook.csv"), str(lessons.ROOT),
+                 str(lessons.ROOT / ".git"), str(lessons.ROOT / ".git" / "objects"), str(lessons.SOLUTIONS)]
+        result = grading.grade_notebook(with_answers(relu=SNOOP % paths), LESSON, FAST)
+    finally:
+        shutil.rmtree(home)
+    require_sandbox(result)
+    report = report_of(result)
+    message = result.exercises[NAMES.index("relu")].message
+    assert "s3cret" not in message, report
+    assert {path: report[path] for path in paths if path != str(lessons.ROOT)} == dict.fromkeys(
+        set(paths) - {str(lessons.ROOT)}, "FileNotFoundError"), report
+    assert set(report[str(lessons.ROOT)]) <= {"utils", "data", "lessons"}, report  # the course's code only

@@ -98,22 +98,6 @@ def gradient_vs_lag(norms: dict[str, np.ndarray], title: str = ""):
     plt.show()
 
 
-def accuracy_vs_lag(lags: list[int], accuracy: dict[str, list[float]], chance: float, title: str = ""):
-    """Test accuracy of one or more models against the lag they must remember across,
-    with the guessing level drawn in for comparison."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=FIGURE_DPI)
-    for name, values in accuracy.items():
-        ax.plot(lags, values, marker="o", label=name)
-    ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:.3g})")
-    ax.set_xscale("log")
-    ax.set_xticks(lags, [str(lag) for lag in lags])
-    ax.minorticks_off()
-    ax.set(xlabel="lag k (steps to remember across)", ylabel="test accuracy", ylim=(0, 1.05), title=title)
-    ax.legend()
-    fig.tight_layout()
-    plt.show()
-
-
 def lines_over_time(panels: dict[str, np.ndarray], xlabel: str = "step", ylabel: str = "", title: str = ""):
     """One panel per entry, each drawing the columns of a ``[time, k]`` array as lines: e.g.
     a memory cell holding several starting values, side by side for two designs."""
@@ -237,48 +221,6 @@ def accuracy_by_length(buckets: list[str], accuracy: dict[str, list[float]], cou
     plt.show()
 
 
-def attention_heatmaps(examples: list[tuple[np.ndarray, list[str], list[str]]], titles: list[str] | None = None):
-    """One heatmap per example of attention weights ``[output steps, input steps]``: row t
-    shows where the decoder looked while writing output token t. Each example is
-    ``(weights, input_tokens, output_tokens)``; spaces in the input are drawn as "␣"."""
-    fig, axes = plt.subplots(len(examples), 1, dpi=FIGURE_DPI, squeeze=False,
-                             figsize=(max(6, 0.2 * max(len(e[1]) for e in examples) + 1.5), 2.6 * len(examples)))
-    for i, (ax, (weights, inputs, outputs)) in enumerate(zip(axes[:, 0], examples)):
-        image = ax.imshow(np.asarray(weights), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                          interpolation="nearest")
-        ax.set_xticks(range(len(inputs)), ["␣" if c == " " else c for c in inputs], fontsize=8)
-        ax.set_yticks(range(len(outputs)), outputs, fontsize=8)
-        ax.set(xlabel="input character", ylabel="output")
-        if titles:
-            ax.set_title(titles[i], fontsize=10)
-        fig.colorbar(image, ax=ax, pad=0.01, label="weight")
-    fig.tight_layout()
-    plt.show()
-
-
-def score_heatmaps(panels: dict[str, np.ndarray], xlabel: str = "key j", ylabel: str = "query i",
-                   title: str = "", annotate: bool = False):
-    """Side-by-side heatmaps of ``[rows, columns]`` score matrices (e.g. the terms of an
-    attention logit), each with its own colour scale; ``annotate`` writes small integer values
-    into the cells (for worked examples such as a matrix of distances)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), dpi=FIGURE_DPI)
-    for ax, (name, values) in zip(np.atleast_1d(axes), panels.items()):
-        values = np.asarray(values, dtype=float)
-        image = ax.imshow(values, cmap="RdBu_r", interpolation="nearest",
-                          vmin=-np.nanmax(np.abs(values)), vmax=np.nanmax(np.abs(values)))
-        if annotate:
-            for (i, j), value in np.ndenumerate(values):
-                if not np.isnan(value):
-                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
-        else:
-            fig.colorbar(image, ax=ax, shrink=0.8)
-        ax.set(title=name, xlabel=xlabel)
-    np.atleast_1d(axes)[0].set_ylabel(ylabel)
-    fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
-
-
 def curves_by_distance(curves: dict[str, np.ndarray], mark: int | None = None, ylabel: str = "score",
                        title: str = ""):
     """Scores against relative distance 0, 1, 2, … (one line per entry), with an optional
@@ -289,20 +231,6 @@ def curves_by_distance(curves: dict[str, np.ndarray], mark: int | None = None, y
     if mark is not None:
         ax.axvline(mark, color="gray", ls=":", label=f"distance {mark}")
     ax.set(xlabel="relative distance i − j", ylabel=ylabel, title=title)
-    ax.legend()
-    fig.tight_layout()
-    plt.show()
-
-
-def loss_per_step(histories: dict[str, list[float]], baseline: float | None = None,
-                  baseline_label: str = "chance", xlabel: str = "training step", title: str = ""):
-    """Training loss against step for several models, with an optional dashed baseline."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=FIGURE_DPI)
-    for name, values in histories.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=name)
-    if baseline is not None:
-        ax.axhline(baseline, color="gray", ls="--", label=baseline_label)
-    ax.set(xlabel=xlabel, ylabel="loss", title=title, ylim=(0, None))
     ax.legend()
     fig.tight_layout()
     plt.show()

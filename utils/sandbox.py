@@ -7,10 +7,13 @@ in two steps, one per process of the worker (see ``utils/worker.py``):
 1. :func:`unshare`, in the relay, before it forks: new user (where allowed), mount, PID,
    network and IPC namespaces. The relay's one child becomes PID 1 of the new PID namespace,
    so when it exits the kernel kills every process it started, however detached.
-2. :func:`confine`, in that child, before any student code: a ``/proc`` that shows only the
-   sandbox's processes, the hidden folders covered by empty read-only mounts, every mount
-   read-only (recursively), one private writable tmpfs seen as ``/tmp`` and ``/dev/shm``, no
-   nested user namespaces, a process limit, and no capabilities left.
+2. :func:`confine`, in that child, before any student code: a new root built from an empty
+   tmpfs that holds only what the worker needs (the system's programs and libraries, a few
+   files of ``/etc``, a few devices, Python and its packages, the course's code and data), all
+   read-only; a ``/proc`` that shows only the sandbox's processes; one private writable tmpfs
+   seen as ``/tmp`` and ``/dev/shm``; no nested user namespaces, a process limit, and no
+   capabilities left. It is an allow-list: the course's ``.git`` and solutions, the
+   instructor's home and every other file on the disk are simply not there.
 
 Where a step is not allowed (not Linux, namespaces disabled) the worker runs unconfined and
 says so in its greeting; the grader then warns.
@@ -23,7 +26,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_NEWIPC = 0x40000000, 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture Linux added it for
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
@@ -36,6 +39,19 @@ SCRATCH = "/tmp"  # where the private scratch appears inside the sandbox
 SCRATCH_SIZE = "size=512m,mode=1777"
 PROCESS_LIMIT = 64  # processes and threads in the sandbox, plus what TensorFlow needs per core
 THREADS_PER_CORE = 8
+
+# What the new root holds besides Python and the course (worker.py names those): the system's
+# programs and libraries (whichever of these exist; links such as /lib -> usr/lib are copied as
+# links), the files of /etc that the C library and Python read (not /etc itself: root-only
+# files such as /etc/shadow would be readable by a sandbox that runs as root without
+# capabilities), the CPU list that os.cpu_count and TensorFlow read, and harmless devices.
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/ld.so.conf",
+          "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts",
+          "/sys/devices/system/cpu", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+DEVICE_LINKS = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
+                "/dev/stderr": "/proc/self/fd/2"}
+ROOT_SIZE = "size=1m,mode=755"  # the new root's own tmpfs holds only folders and links
+MAX_LINKS = 40  # links followed on the way to one path, as the kernel's own limit (ELOOP)
 
 CGROUP_PIDS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids controller, or v2
 
@@ -186,28 +202,42 @@ def die_with_parent() -> None:
         _check(_libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl PDEATHSIG")
 
 
-def confine(namespaces: dict, hidden: list[str], needed: list[str], cgroup: bool) -> list[str]:
-    """Build the sandbox around this process (PID 1 of the new namespace); say what it is."""
+def confine(namespaces: dict, hidden: list[str], needed: list[str], cgroup: bool, staging: str) -> list[str]:
+    """Build the sandbox around this process (PID 1 of the new namespace); say what it is.
+
+    The new root is built on ``staging`` (an empty folder of the grader's) and then moved onto
+    ``/``: only :data:`SYSTEM` and ``needed`` (Python, the course) are in it, so nothing else of
+    the instructor's can be read, whoever student code runs as. ``hidden`` folders that lie
+    inside those (the solutions, the submissions, the output) are covered by empty mounts.
+    """
     if namespaces["user"]:  # first, so that what it creates has an owner the namespace knows
         _become(namespaces)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here shows outside
     quiet = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, ROOT_SIZE)
+    os.mkdir(staging + SCRATCH)  # first, so that Python or the course under /tmp is bound onto it
+    _mount("tmpfs", staging + SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, SCRATCH_SIZE)
+    grafted: list[str] = []
+    for path in [*SYSTEM, *sorted(needed, key=lambda p: os.path.abspath(p).count("/"))]:
+        _graft(path, staging, grafted)
+    for folder in ("/proc", "/dev/shm", SCRATCH + "/.shm"):
+        os.makedirs(staging + folder, exist_ok=True)
+    for link, target in DEVICE_LINKS.items():
+        os.symlink(target, staging + link)
+    _mount("proc", staging + "/proc", "proc", quiet)  # shows only this PID namespace's processes
+    os.chdir(staging)  # the new root replaces the old one, as switch_root does
+    _mount(".", "/", None, MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
     for path in hidden:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_RDONLY | quiet, "size=4k")
-    _mount("proc", "/proc", "proc", quiet)  # shows only this PID namespace's processes
     if namespaces["user"]:  # before /proc turns read-only: no nested namespace can undo ours
         _write("/proc/sys/user/max_user_namespaces", "0")
     _read_only_everywhere()
-    under_scratch = [path for path in needed if os.path.realpath(path).startswith(SCRATCH + "/")]
-    handles = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in under_scratch}
-    _mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, SCRATCH_SIZE)
-    for path, handle in handles.items():  # the course or Python under /tmp: still there, read-only
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
-        os.close(handle)
-    os.mkdir(os.path.join(SCRATCH, ".shm"), 0o1777)
-    _mount(os.path.join(SCRATCH, ".shm"), "/dev/shm", None, MS_BIND)
+    _mount(None, SCRATCH, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV)  # the one writable place
+    os.chmod(SCRATCH + "/.shm", 0o1777)
+    _mount(SCRATCH + "/.shm", "/dev/shm", None, MS_BIND)
     # RLIMIT_NPROC counts per user namespace, and the kernel never applies it to root
     counted = cgroup or namespaces["user"] and namespaces["outside"] != 0
     if counted and not cgroup:
@@ -216,9 +246,44 @@ def confine(namespaces: dict, hidden: list[str], needed: list[str], cgroup: bool
         _become(namespaces)
     _drop_capabilities()
     who = "nobody" if namespaces["outside"] == NOBODY else "root" if namespaces["outside"] == 0 else "you"
-    return ["own PID namespace", "no network", "every mount read-only", "hidden folders covered",
+    return ["own PID namespace", "no network", "only the system, Python and the course visible, read-only",
             "private /tmp and /dev/shm", f"runs as {who}, without capabilities"] + \
         ([f"at most {process_limit()} processes and threads"] if counted else [])
+
+
+def _graft(path: str, root: str, grafted: list[str]) -> None:
+    """Bind ``path`` (a folder or a file) into the new ``root`` at the same place, copying the
+    links met on the way as links, so that the path, and every path Python has already
+    imported from, reads the same inside as outside. ``grafted`` lists the real folders bound
+    so far: what lies inside one is there already. A path that does not exist is skipped."""
+    parts, current = [p for p in os.path.abspath(path).split("/") if p], "/"
+    for _ in range(MAX_LINKS):
+        while parts and not os.path.islink(os.path.join(current, parts[0])):
+            current = os.path.join(current, parts.pop(0))
+        if not parts:
+            break
+        link = os.path.join(current, parts.pop(0))
+        if not inside(link, grafted) and not os.path.lexists(root + link):
+            os.makedirs(root + current, exist_ok=True)
+            os.symlink(os.readlink(link), root + link)
+        parts = [p for p in os.path.normpath(os.path.join(current, os.readlink(link))).split("/") if p] + parts
+        current = "/"
+    else:
+        return  # a loop of links: nothing to bind
+    if not os.path.exists(current) or inside(current, grafted):
+        return
+    if os.path.isdir(current):
+        os.makedirs(root + current, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(root + current), exist_ok=True)
+        open(root + current, "a").close()
+    _mount(current, root + current, None, MS_BIND | MS_REC)
+    grafted.append(current)
+
+
+def inside(path: str, folders: list[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies inside one (paths as given, links not resolved)."""
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
 
 
 def _read_only_everywhere() -> None:

@@ -139,32 +139,6 @@ def tokenize(texts):
     return tf_text.regex_split(normalized, SPLIT_PATTERN, KEEP_PATTERN)
 
 
-def sample_sentences(model, to_ids, to_tokens, prompts: list[str], temperature: float, seed: int = 0,
-                     max_words: int = 30) -> list[str]:
-    """Continue each prompt word by word with a language model until it writes "." (or
-    ``max_words``), sampling each next word from softmax(logits / temperature).
-
-    ``model`` maps token ids ``[batch, time]`` to next-word logits ``[batch, time, vocab]``;
-    ``to_ids`` and ``to_tokens`` are the StringLookup layers of its vocabulary.
-    """
-    import keras
-    import tensorflow as tf
-
-    seeds = keras.random.SeedGenerator(seed)
-    sentences = []
-    for prompt in prompts:
-        ids = to_ids(tokenize(tf.constant([prompt])))[0]
-        for _ in range(max_words):
-            logits = model(ids[None, :], training=False)[:, -1, :]
-            next_id = keras.random.categorical(logits / temperature, 1, seed=seeds)[0]
-            ids = tf.concat([ids, tf.cast(next_id, ids.dtype)], axis=0)
-            if to_tokens(next_id)[0] == ".":
-                break
-        words = [w.decode("utf-8") for w in to_tokens(ids).numpy()]
-        sentences.append(" ".join(words))
-    return sentences
-
-
 def write_corpus(path: pathlib.Path = CORPUS_PATH) -> str:
     """Write the corpus, one sentence per line in UTF-8, and return its SHA-256."""
     path = pathlib.Path(path)

@@ -32,6 +32,9 @@ import sandbox  # this script's folder: ``utils`` itself would import TensorFlow
 
 CHUNK = 2**16
 UNLIMITED_DESCRIPTORS = 2**16  # the descriptors to close where their number has no limit (macOS)
+# The course's folders student code may read: its code and data, and the learners' notebooks,
+# which every student has; never its .git or its solutions, which hold the answer key.
+COURSE = ("utils", "data", "lessons")
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ def child(connection: socket.socket, namespaces: dict | None, needed: list[str],
     os.closerange(3, keep)  # student code inherits only /dev/null, the log and its channel
     os.closerange(keep + 1, _descriptor_limit())
     try:
-        isolation = sandbox.confine(namespaces, args.hide, needed, cgroup) if namespaces else []
+        isolation = sandbox.confine(namespaces, args.hide, needed, cgroup, args.scratch) if namespaces else []
     except OSError as error:  # half a sandbox is none: the grader starts this worker again without
         print(f"cannot build the sandbox: {error}", file=sys.stderr, flush=True)
         os._exit(sandbox.UNAVAILABLE)
@@ -213,6 +216,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def visible(repo: str) -> list[str]:
+    """The folders the sandbox shows besides the system's: the course's :data:`COURSE` folders,
+    and Python (its prefixes and every folder on its path). A folder that holds the course
+    itself (an editable install, a PYTHONPATH of the home) is left out: it would show the
+    course's ``.git`` and solutions, and the instructor's other files."""
+    course = [os.path.join(repo, name) for name in COURSE]
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path[1:]}
+    holds_course = [path for path in python if _holds(path, repo)]
+    return [path for path in [*course, *sorted(python)] if os.path.isdir(path) and path not in holds_course]
+
+
+def _holds(folder: str, inner: str) -> bool:
+    """Whether ``inner`` is ``folder`` or lies inside it, links resolved or not."""
+    folders = [os.path.abspath(folder), os.path.realpath(folder)]
+    return any(sandbox.inside(path, folders) for path in (os.path.abspath(inner), os.path.realpath(inner)))
+
+
 def start(args: argparse.Namespace) -> None:
     """Become the relay of a new worker: limits, namespaces, the child; never returns."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, writes fail instead of killing us
@@ -221,7 +241,7 @@ def start(args: argparse.Namespace) -> None:
     sandbox.watch_over_orphans()
     confined = not args.no_sandbox
     cgroup = confined and os.getuid() == 0 and sandbox.limit_processes(os.path.basename(os.path.dirname(args.scratch)))
-    needed = [args.repo, *filter(os.path.isdir, sys.path[1:])]  # the course, and Python
+    needed = visible(args.repo)
     namespaces = sandbox.unshare(needed) if confined else None
     ours, theirs = socket.socketpair()
     pid = os.fork()

@@ -55,17 +55,23 @@ def _numpy_forward(x, h0, c0, kernel, recurrent, bias, **mistake):
     return np.stack(hs, axis=1), h, c, np.stack(cs, axis=1)
 
 
-def _keras_lstm(x, h0, c0, kernel, recurrent, bias):
-    """The reference: keras.layers.LSTM with the same weights and initial state."""
-    units, inputs = h0.shape[-1], x.shape[-1]
+def _reference_layer(layer_class, units, inputs, weights):
+    """keras.layers.LSTM or GRU returning every step and its final state, built once per shape
+    (see built_once) and holding ``weights``: the reference of every check in this lesson."""
 
     def make():
-        layer = keras.layers.LSTM(units, return_sequences=True, return_state=True)
+        layer = layer_class(units, return_sequences=True, return_state=True)
         layer.build((None, None, inputs))
         return layer
 
-    layer = built_once(make, "LSTM", units, inputs)
-    layer.set_weights([kernel, recurrent, bias])
+    layer = built_once(make, layer_class.__name__, units, inputs)
+    layer.set_weights(weights)
+    return layer
+
+
+def _keras_lstm(x, h0, c0, kernel, recurrent, bias):
+    """The reference: keras.layers.LSTM with the same weights and initial state."""
+    layer = _reference_layer(keras.layers.LSTM, h0.shape[-1], x.shape[-1], [kernel, recurrent, bias])
     outputs, h, c = layer(tf.constant(x), initial_state=[tf.constant(h0), tf.constant(c0)])
     return outputs.numpy(), h.numpy(), c.numpy()
 
@@ -202,15 +208,7 @@ GRU_ORDER = "zrh"
 
 def _keras_gru_step(x, h, kernel, recurrent, bias):
     """The reference: one step of keras.layers.GRU (reset_after=True, its default), same weights."""
-    units, inputs = h.shape[-1], x.shape[-1]
-
-    def make():
-        layer = keras.layers.GRU(units, return_state=True)
-        layer.build((None, 1, inputs))
-        return layer
-
-    layer = built_once(make, "GRU", units, inputs)
-    layer.set_weights([kernel, recurrent, bias])
+    layer = _reference_layer(keras.layers.GRU, h.shape[-1], x.shape[-1], [kernel, recurrent, bias])
     _, h_new = layer(tf.constant(x[:, None]), initial_state=[tf.constant(h)])
     return h_new.numpy()
 
@@ -299,15 +297,8 @@ def _numpy_jacobian(x, h, c, kernel, recurrent, bias, order=KERAS_ORDER, gates_f
 
 def _tape_jacobian(x, h, c, kernel, recurrent, bias):
     """The reference: the Jacobian of one step of keras.layers.LSTM, row by row from tf.GradientTape."""
-    units, inputs = h.shape[-1], x.shape[-1]
-
-    def make():
-        layer = keras.layers.LSTM(units, return_state=True)
-        layer.build((None, 1, inputs))
-        return layer
-
-    layer = built_once(make, "LSTM one step", units, inputs)
-    layer.set_weights([kernel, recurrent, bias])
+    units = h.shape[-1]
+    layer = _reference_layer(keras.layers.LSTM, units, x.shape[-1], [kernel, recurrent, bias])
     state = tf.constant(np.concatenate([h, c], axis=-1))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(state)
