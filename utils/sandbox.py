@@ -220,6 +220,8 @@ def confine(namespaces: dict, hidden: list[str], needed: list[str], cgroup: bool
     grafted: list[str] = []
     for path in [*SYSTEM, *sorted(needed, key=lambda p: os.path.abspath(p).count("/"))]:
         _graft(path, staging, grafted)
+    for folder in _folders_in_scratch(needed):  # its own mount, so it stays read-only below
+        _mount(staging + folder, staging + folder, None, MS_BIND | MS_REC)
     for folder in ("/proc", "/dev/shm", SCRATCH + "/.shm"):
         os.makedirs(staging + folder, exist_ok=True)
     for link, target in DEVICE_LINKS.items():
@@ -279,6 +281,17 @@ def _graft(path: str, root: str, grafted: list[str]) -> None:
         open(root + current, "a").close()
     _mount(current, root + current, None, MS_BIND | MS_REC)
     grafted.append(current)
+
+
+def _folders_in_scratch(needed: list[str]) -> list[str]:
+    """The folders of ``/tmp`` that hold a needed path (a course cloned to /tmp, a venv there).
+
+    Grafting makes them as plain folders of the writable scratch tmpfs, so student code could
+    write beside the course; bound onto themselves, they become mounts of their own, which the
+    read-only pass covers and the scratch's writable remount does not."""
+    tops = {os.path.join(SCRATCH, os.path.relpath(os.path.abspath(path), SCRATCH).split("/")[0])
+            for path in needed if inside(os.path.abspath(path), [SCRATCH]) and os.path.abspath(path) != SCRATCH}
+    return sorted(tops)
 
 
 def inside(path: str, folders: list[str]) -> bool:
