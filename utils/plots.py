@@ -434,21 +434,28 @@ def curves_over_seeds(panels: dict[str, dict[str, np.ndarray]], chance: float | 
 
     ``panels[setting][name]`` is ``[seeds, epochs]``: the line is the mean over seeds and the
     shaded band runs from the worst seed to the best, so a model that learns on some seeds and
-    not on others shows as a wide band. Every panel shares one y axis, with chance dashed.
+    not on others shows as a wide band. Every panel shares one y axis, with chance dashed. A
+    model keeps its colour in every panel, also where it is missing from one, and one legend
+    names them all.
     """
+    names = list(dict.fromkeys(name for curves in panels.values() for name in curves))
+    colours = {name: f"C{index}" for index, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), dpi=FIGURE_DPI, sharey=True,
                              squeeze=False)
     for ax, (setting, curves) in zip(axes[0], panels.items()):
         for name, values in curves.items():
             values = np.atleast_2d(values)
             epochs = np.arange(1, values.shape[1] + 1)
-            line, = ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, label=name)
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+            ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, color=colours[name])
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colours[name], alpha=0.2)
         if chance is not None:
-            ax.axhline(chance, color="gray", ls="--", label=f"chance ({chance:g})")
+            ax.axhline(chance, color="gray", ls="--")
         ax.set(title=setting, xlabel=xlabel, ylim=(-0.03, 1.05))
     axes[0][0].set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize="small")
+    legend = [plt.Line2D([], [], color=colours[name], marker="o", ms=3, label=name) for name in names]
+    if chance is not None:
+        legend.append(plt.Line2D([], [], color="gray", ls="--", label=f"chance ({chance:g})"))
+    axes[0][-1].legend(handles=legend, fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     plt.show()

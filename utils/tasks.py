@@ -40,13 +40,13 @@ def recall_task(n: int, lag: int, vocab_size: int = 8, seed: int = 0) -> tuple[n
 
 
 def most_frequent_token(x: np.ndarray, vocab_size: int) -> np.ndarray:
-    """The recall task's strongest rule without memory of positions: the token seen most often.
+    """A count rule for the recall task: the token seen most often, ties to the one seen first.
 
     The answer is one of the sequence's tokens, so the most frequent one is right more often
-    than chance (always at lag 1, about 0.2 at lag 80 with 8 tokens). Ties go to the token
-    seen first, which favours the answer. A model that reads only counts of tokens can reach
-    this score, so a model that remembers the first token has to beat it. Takes token ids
-    ``[n, length]``; returns the predicted token for each sequence, ``[n]``.
+    than chance (always at lag 1, about 0.2 at lag 80 with 8 tokens). The rule reads counts and,
+    only to break a tie, which token came first, which favours the answer; a model has to beat
+    it to show that it remembers the first token. Takes token ids ``[n, length]``; returns the
+    predicted token for each sequence, ``[n]``.
     """
     length = x.shape[1]
     counts = np.stack([(x == token).sum(axis=1) for token in range(vocab_size)], axis=1)
