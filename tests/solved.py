@@ -61,3 +61,12 @@ class Elsewhere:
             tape.watch(args[wrt])
             y = self.function(*args)
         return y, tape.gradient(y, args[wrt])
+
+
+def without_skipped_cells(path) -> bytes:
+    """Notebook ``path`` without its ``skip-grading`` cells (training and plots that no answer
+    needs): the exercises and what they need, which is what the grader runs. Tests of grading
+    tools use it so that they do not spend minutes training what the nbval run trains already."""
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells = [c for c in notebook.cells if grading.SKIP_TAG not in c.metadata.get("tags", [])]
+    return nbformat.writes(notebook).encode()

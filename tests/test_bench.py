@@ -1,19 +1,30 @@
 """A smoke test of the benchmark command at its smallest sizes (the real run is never part of pytest)."""
+import nbformat
+
 from utils import bench
 
 
 def test_quick_benchmark_writes_every_part(tmp_path, capsys):
+    """Every part but the runtime, whose quick run would execute lesson 01 whole, as the nbval
+    run does already: the next test runs that part on a notebook of two cells."""
     out = tmp_path / "BENCHMARKS.md"
-    assert bench.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--repeats", "1", "--parts", "layers", "xl", "grading", "--out", str(out)]) == 0
     text = out.read_text()
     assert capsys.readouterr().out.strip() == text.strip()
-    for title in ("Course runtime", "Hand-built layers against Keras", "Transformer-XL evaluation speed",
-                  "Grading speed", "Machine: "):
+    for title in ("Hand-built layers against Keras", "Transformer-XL evaluation speed", "Grading speed", "Machine: "):
         assert title in text
-    assert "| 01_neurons_and_activations |" in text
     assert "| 01_neurons_and_activations (solution) | 1 |" in text
     assert "| 01_neurons_and_activations (the slowest above) | 4 | 2 |" in text
     assert "lost points" not in text
+
+
+def test_runtime_times_each_notebook_and_the_total(tmp_path):
+    path = tmp_path / "99_tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 2"),
+                                                   nbformat.v4.new_code_cell("assert x * x == 4")]), path)
+    rows = bench.bench_runtime(2, [path])
+    assert rows[2].startswith("| 99_tiny | ") and rows[2].endswith(" |")
+    assert rows[3].startswith("| **all 1 notebooks** | ")
 
 
 def test_spread_gives_median_and_range():

@@ -1,25 +1,30 @@
 """Real nbgrader takes solutions/ as a course's source folder: `nbgrader generate_assignment`
 releases lesson 01 without its solutions, and `nbgrader autograde` gives the solution full
-marks and the untouched lesson none. Offline: nbgrader runs the notebooks on this machine."""
+marks and the untouched lesson none. Offline: nbgrader runs the notebooks on this machine.
+
+The notebooks are lesson 01 without its ``skip-grading`` cells (its experiments, which the
+nbval run executes already): every exercise, check and set-up cell is there, so nbgrader
+releases and grades exactly what it would in the whole lesson."""
 import csv
 import importlib.util
 
 import nbformat
 import pytest
 
+from solved import without_skipped_cells
 from utils import bench, lessons
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("nbgrader") is None,
                                 reason="nbgrader is not installed (pip install nbgrader==0.9.6)")
 
-LESSON = "01_neurons_and_activations"  # the lightest lesson: autograde runs every cell
+LESSON = "01_neurons_and_activations"
 EXERCISES = lessons.exercises(nbformat.read(lessons.SOLUTIONS / f"{LESSON}.ipynb", as_version=4))
 
 
 def test_nbgrader_releases_and_autogrades_lesson_01(tmp_path):
-    solution = lessons.SOLUTIONS / f"{LESSON}.ipynb"
-    blank = lessons.LESSONS / f"{LESSON}.ipynb"
-    assignment = bench.nbgrader_course(tmp_path, LESSON, {"solved": solution.read_bytes(), "blank": blank.read_bytes()})
+    solved = without_skipped_cells(lessons.SOLUTIONS / f"{LESSON}.ipynb")
+    blank = without_skipped_cells(lessons.LESSONS / f"{LESSON}.ipynb")
+    assignment = bench.nbgrader_course(tmp_path, LESSON, {"solved": solved, "blank": blank}, source=solved)
 
     bench.run_nbgrader(tmp_path, "generate_assignment", assignment, "--force")
     released = nbformat.read(tmp_path / "release" / assignment / f"{LESSON}.ipynb", as_version=4)

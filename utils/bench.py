@@ -328,13 +328,14 @@ c.Execute.timeout = {cell_seconds}
 
 
 def nbgrader_course(root: pathlib.Path, lesson: str, submissions: dict[str, bytes],
-                    cell_seconds: int = 600) -> str:
-    """An nbgrader course folder in ``root``: the lesson's solution as its source (nbgrader's
-    source/<assignment>/ layout) and each student's notebook in submitted/<student>/<assignment>/.
-    Returns the assignment's name, the lesson's number ("01")."""
+                    cell_seconds: int = 600, source: bytes | None = None) -> str:
+    """An nbgrader course folder in ``root``: the lesson's solution (or ``source``, a notebook
+    of it) as its source (nbgrader's source/<assignment>/ layout) and each student's notebook in
+    submitted/<student>/<assignment>/. Returns the assignment's name, the lesson's number ("01")."""
     assignment = lesson[:2]
     (root / "source" / assignment).mkdir(parents=True)
-    shutil.copy(lessons.SOLUTIONS / f"{lesson}.ipynb", root / "source" / assignment)
+    solution = lessons.SOLUTIONS / f"{lesson}.ipynb"
+    (root / "source" / assignment / solution.name).write_bytes(source or solution.read_bytes())
     for student, data in submissions.items():
         (root / "submitted" / student / assignment).mkdir(parents=True)
         (root / "submitted" / student / assignment / f"{lesson}.ipynb").write_bytes(data)
